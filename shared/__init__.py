@@ -1,0 +1,1 @@
+"""The model package shared by the gateway and the worker."""

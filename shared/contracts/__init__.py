@@ -1,0 +1,1 @@
+"""The wire contract: command bodies, message headers and outcomes."""

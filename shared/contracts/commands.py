@@ -1,0 +1,75 @@
+"""The commands: the public wire contract on the bus (one pydantic model per routing key)."""
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.contracts.fields import Description, Email, FullName, Id, PasswordHash, Status, Title
+
+SCHEMA_VERSION = 1
+
+
+class CommandName(StrEnum):
+    """Routing keys on the commands exchange."""
+
+    USER_CREATE = "user.create"
+    USER_UPDATE = "user.update"
+    USER_DELETE = "user.delete"
+    ITEM_CREATE = "item.create"
+    ITEM_UPDATE = "item.update"
+    ITEM_DELETE = "item.delete"
+
+
+class CommandBody(BaseModel):
+    """Base of every command body: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreateUser(CommandBody):
+    email: Email
+    hashed_password: PasswordHash
+    full_name: FullName
+
+
+class UpdateUser(CommandBody):
+    """Only the fields present are changed (exclude_unset end to end)."""
+
+    user_id: Id
+    email: Email | None = None
+    full_name: FullName | None = None
+    hashed_password: PasswordHash | None = None
+
+
+class DeleteUser(CommandBody):
+    user_id: Id
+
+
+class CreateItem(CommandBody):
+    owner_id: Id
+    title: Title
+    description: Description | None = None
+    status: Status = Status.PENDING
+
+
+class UpdateItem(CommandBody):
+    """Only the fields present are changed; description may be set to null."""
+
+    item_id: Id
+    title: Title | None = None
+    description: Description | None = None
+    status: Status | None = None
+
+
+class DeleteItem(CommandBody):
+    item_id: Id
+
+
+COMMAND_BODIES: dict[CommandName, type[CommandBody]] = {
+    CommandName.USER_CREATE: CreateUser,
+    CommandName.USER_UPDATE: UpdateUser,
+    CommandName.USER_DELETE: DeleteUser,
+    CommandName.ITEM_CREATE: CreateItem,
+    CommandName.ITEM_UPDATE: UpdateItem,
+    CommandName.ITEM_DELETE: DeleteItem,
+}

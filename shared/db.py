@@ -1,0 +1,58 @@
+"""Async engines and the two session types: writes (worker, primary) and reads (gateway)."""
+
+from typing import Any, NoReturn
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from shared.settings import Settings
+
+
+class ReadSession(AsyncSession):
+    """A session that may only read: flushing raises, so read code cannot write by accident."""
+
+    async def flush(self, objects: Any = None) -> NoReturn:
+        raise RuntimeError("ReadSession is read-only")
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # else ON DELETE CASCADE silently does nothing
+    cursor.execute("PRAGMA journal_mode=WAL")  # the gateway reads while the worker writes
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+    """An engine with the configured pool; read_only makes every PostgreSQL transaction read-only."""
+    if is_sqlite(url):
+        engine = create_async_engine(url, echo=settings.db_echo)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    server_settings = {"application_name": "opengovfood"}
+    if read_only:
+        server_settings["default_transaction_read_only"] = "on"
+    return create_async_engine(
+        url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={"server_settings": server_settings},
+    )
+
+
+def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[ReadSession]:
+    """Sessions bound to a read engine (the replica, or the primary as a read-only fallback)."""
+    return async_sessionmaker(engine, class_=ReadSession, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,8 @@
+"""All tables; importing this package registers them on Base.metadata."""
+
+from shared.models.base import Base
+from shared.models.command import Command, CommandStatus
+from shared.models.item import Item, ItemStatus
+from shared.models.user import User
+
+__all__ = ["Base", "Command", "CommandStatus", "Item", "ItemStatus", "User"]

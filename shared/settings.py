@@ -1,0 +1,69 @@
+"""One settings object, read from the environment."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "secret", "change-me"})
+
+
+class Settings(BaseSettings):
+    """Every knob of the system; names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "sqlite+aiosqlite:///./opengovfood.db"
+    read_database_url: str = ""  # empty: the same as DATABASE_URL
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_pool_timeout: float = 30.0
+    db_pool_recycle: int = 1800
+    db_pool_pre_ping: bool = True
+    db_echo: bool = False
+
+    rabbit_url: str = "amqp://guest:guest@localhost:5672/"
+    gateway_bus_user: str = "guest"  # the RabbitMQ user whose messages may assert a user actor
+    command_partitions: int = Field(default=4, ge=1, le=64)
+    command_delivery_limit: int = Field(default=50, ge=2)
+
+    secret_key: str = "changethis"
+    access_token_expire_minutes: int = 60
+    jwt_issuer: str = "opengovfood"
+    jwt_audience: str = "opengovfood-api"
+
+    publish_timeout: float = 2.0  # seconds the gateway waits for the broker's confirm
+    prefer_wait_max: float = 10.0
+    consistency_wait: float = 2.0  # seconds a token read waits for the replica
+    max_hashing: int = 4  # concurrent argon2 computations in one gateway process
+
+    worker_index: int = Field(default=0, ge=0)
+    worker_count: int = Field(default=1, ge=1)
+    worker_batch_size: int = Field(default=100, ge=1)
+    worker_batch_wait_ms: float = Field(default=2.0, ge=0)
+    worker_prefetch: int = Field(default=200, ge=1)
+    worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
+    worker_heartbeat_file: str = "/tmp/opengovfood-worker.alive"
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> "Settings":
+        if not self.read_database_url:
+            self.read_database_url = self.database_url
+        if self.environment != "development" and self.secret_key in PLACEHOLDER_SECRETS:
+            raise ValueError("SECRET_KEY is a placeholder; set a real secret outside development")
+        if self.worker_prefetch < self.worker_batch_size:
+            raise ValueError("WORKER_PREFETCH must be at least WORKER_BATCH_SIZE")
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
