@@ -1,0 +1,1 @@
+"""The worker: consumes commands, applies them to the primary, records their outcomes."""

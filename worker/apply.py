@@ -1,0 +1,137 @@
+"""Apply a batch of commands in one transaction with their inbox rows; retry or isolate failures."""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.contracts.outcomes import Outcome, OutcomeCode
+from shared.models import CommandStatus
+from worker import repository
+from worker.envelope import Envelope
+from worker.handlers import HANDLERS
+from worker.handlers.result import Result
+from worker.transient import is_transient
+
+log = logging.getLogger(__name__)
+
+
+class GaveUp(Exception):
+    """A transient failure outlived the retry limit."""
+
+
+def _outcome(command_id: uuid.UUID, name: str, row: Any) -> Outcome:
+    return Outcome(
+        command_id=command_id,
+        name=name,
+        status=CommandStatus(row.status),
+        code=OutcomeCode(row.code),
+        detail=row.detail,
+        resource_id=row.resource_id,
+    )
+
+
+def _inbox_row(envelope: Envelope, result: Result) -> dict[str, Any]:
+    return {
+        "command_id": envelope.command_id,
+        "name": envelope.name.value,
+        "status": result.status.value,
+        "code": result.code.value,
+        "detail": result.detail,
+        "resource_id": result.resource_id,
+        "actor": str(envelope.actor),
+        "fingerprint": envelope.fingerprint,
+        "changes": result.changes or None,
+        "received_at": envelope.received_at,
+    }
+
+
+def _replayed(envelope: Envelope, prior: Any) -> Outcome:
+    """A command seen before answers its first outcome, unless its key was reused for other work."""
+    if envelope.fingerprint and prior.fingerprint and envelope.fingerprint != prior.fingerprint:
+        return Outcome(
+            command_id=envelope.command_id,
+            name=envelope.name.value,
+            status=CommandStatus.REJECTED,
+            code=OutcomeCode.IDEMPOTENCY_KEY_REUSED,
+            detail="this idempotency key was already used for a different request",
+        )
+    return _outcome(envelope.command_id, prior.name, prior)
+
+
+async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    prior: dict[uuid.UUID, Any] = dict(await repository.find_outcomes(conn, {e.command_id for e in envelopes}))
+    new_rows: list[dict[str, Any]] = []
+    outcomes = []
+    for envelope in envelopes:
+        if envelope.command_id in prior:
+            outcomes.append(_replayed(envelope, prior[envelope.command_id]))
+            continue
+        result = await HANDLERS[envelope.name](conn, envelope)
+        row = _inbox_row(envelope, result)
+        new_rows.append(row)
+        prior[envelope.command_id] = SimpleNamespace(**row)  # a duplicate later in this batch
+        outcomes.append(_outcome(envelope.command_id, envelope.name.value, result))
+    await repository.insert_outcomes(conn, new_rows)
+    return outcomes
+
+
+async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    """One transaction for the whole batch; the token is read after COMMIT on the same connection."""
+    async with engine.connect() as conn:
+        async with conn.begin():
+            outcomes = await _apply_in(conn, envelopes)
+        token = await repository.wal_position(conn)
+    return [outcome.model_copy(update={"token": token}) for outcome in outcomes]
+
+
+class Applier:
+    """Retries transient failures with capped backoff; isolates a command that fails for good."""
+
+    def __init__(self, engine: AsyncEngine, retry_limit_s: float = 600.0) -> None:
+        self.engine = engine
+        self.retry_limit_s = retry_limit_s
+
+    async def apply_with_retry(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        started, delay = time.monotonic(), 0.05
+        while True:
+            try:
+                return await apply_once(self.engine, envelopes)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                if time.monotonic() - started > self.retry_limit_s:
+                    raise GaveUp(f"transient failure for {self.retry_limit_s:.0f}s: {error}") from error
+                log.warning("database unavailable (%s); retrying in %.2fs", type(error).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def apply(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        """Outcomes in order; a command that cannot be applied comes back as dead_lettered."""
+        try:
+            return await self.apply_with_retry(envelopes)
+        except GaveUp as error:
+            return [await self.dead_letter(envelope, error) for envelope in envelopes]
+        except Exception as error:
+            if len(envelopes) == 1:
+                return [await self.dead_letter(envelopes[0], error)]
+            log.warning("batch of %d failed (%r); applying one by one", len(envelopes), error)
+        return [outcome for envelope in envelopes for outcome in await self.apply([envelope])]
+
+    async def dead_letter(self, envelope: Envelope, error: BaseException) -> Outcome:
+        """Record that this command could not be applied, so it never stays pending for ever."""
+        log.error("command %s (%s) dead-lettered: %r", envelope.command_id, envelope.name, error)
+        result = Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=repr(error)[:1000])
+        row = _inbox_row(envelope, result)
+        try:
+            async with self.engine.begin() as conn:
+                if envelope.command_id not in await repository.find_outcomes(conn, [envelope.command_id]):
+                    await repository.insert_outcomes(conn, [row])
+        except Exception:
+            log.exception("could not record the dead-lettered outcome of %s", envelope.command_id)
+        return _outcome(envelope.command_id, envelope.name.value, result)

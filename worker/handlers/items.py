@@ -1,0 +1,53 @@
+"""item.create / item.update / item.delete: the worker checks ownership itself."""
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.commands import CreateItem, DeleteItem, UpdateItem
+from shared.contracts.outcomes import OutcomeCode
+from worker import repository
+from worker.envelope import Envelope
+from worker.handlers.result import Result, applied, rejected
+
+NOT_FOUND = "no such item"
+
+
+def _owner_of(envelope: Envelope) -> int | None:
+    """The user whose items this command may touch: the asserted user actor."""
+    return envelope.actor.user_id if envelope.actor.kind == "user" else None
+
+
+async def create_item(conn: AsyncConnection, envelope: Envelope) -> Result:
+    body = envelope.body
+    assert isinstance(body, CreateItem)
+    if _owner_of(envelope) != body.owner_id:
+        return rejected(OutcomeCode.NOT_FOUND, "no such owner")
+    owner = await repository.get_user(conn, body.owner_id)
+    if owner is None:
+        return rejected(OutcomeCode.NOT_FOUND, "no such owner")
+    if owner.is_active is False:
+        return rejected(OutcomeCode.OWNER_INACTIVE, "the owner is not active")
+    values = body.model_dump(mode="json")
+    item_id = await repository.insert_item(conn, values)
+    return applied(OutcomeCode.CREATED, item_id, values)
+
+
+async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
+    body = envelope.body
+    assert isinstance(body, UpdateItem)
+    owner_id = _owner_of(envelope)
+    if owner_id is None or await repository.get_owned_item(conn, body.item_id, owner_id) is None:
+        return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
+    values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id"})
+    if values:
+        await repository.update_item(conn, body.item_id, values)
+    return applied(OutcomeCode.UPDATED, body.item_id, values)
+
+
+async def delete_item(conn: AsyncConnection, envelope: Envelope) -> Result:
+    body = envelope.body
+    assert isinstance(body, DeleteItem)
+    owner_id = _owner_of(envelope)
+    if owner_id is None or await repository.get_owned_item(conn, body.item_id, owner_id) is None:
+        return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
+    await repository.delete_item(conn, body.item_id)
+    return applied(OutcomeCode.DELETED, body.item_id, {})

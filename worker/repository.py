@@ -1,0 +1,69 @@
+"""Every query the worker runs, on a connection inside the caller's transaction."""
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.models import Command, Item, User
+
+
+async def find_outcomes(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Row[Any, Any]]:
+    """The recorded outcomes among these command ids (the inbox)."""
+    rows = await conn.execute(select(Command.__table__).where(Command.command_id.in_(list(ids))))
+    return {row.command_id: row for row in rows}
+
+
+async def insert_outcomes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(Command), rows)
+
+
+async def get_user(conn: AsyncConnection, user_id: int) -> Row[Any, Any] | None:
+    result = await conn.execute(select(User.id, User.is_active).where(User.id == user_id))
+    return result.first()
+
+
+async def email_taken(conn: AsyncConnection, email: str) -> bool:
+    result = await conn.execute(select(User.id).where(User.email == email))
+    return result.first() is not None
+
+
+async def insert_user(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(User).values(**values).returning(User.id))).scalar_one())
+
+
+async def update_user(conn: AsyncConnection, user_id: int, values: Mapping[str, Any]) -> None:
+    await conn.execute(update(User).where(User.id == user_id).values(**values, updated_at=func.now()))
+
+
+async def delete_user(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(delete(User).where(User.id == user_id))
+
+
+async def get_owned_item(conn: AsyncConnection, item_id: int, owner_id: int) -> Row[Any, Any] | None:
+    """The item if it exists and belongs to owner_id, locked for the rest of the transaction."""
+    query = select(Item.__table__).where(Item.id == item_id, Item.owner_id == owner_id)
+    result = await conn.execute(query.with_for_update())
+    return result.first()
+
+
+async def insert_item(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    return int((await conn.execute(insert(Item).values(**values).returning(Item.id))).scalar_one())
+
+
+async def update_item(conn: AsyncConnection, item_id: int, values: Mapping[str, Any]) -> None:
+    await conn.execute(update(Item).where(Item.id == item_id).values(**values, updated_at=func.now()))
+
+
+async def delete_item(conn: AsyncConnection, item_id: int) -> None:
+    await conn.execute(delete(Item).where(Item.id == item_id))
+
+
+async def wal_position(conn: AsyncConnection) -> str | None:
+    """The primary's WAL position: the consistency token. None where there is no WAL (SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return str((await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one())
