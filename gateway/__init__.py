@@ -1,0 +1,1 @@
+"""The gateway: authenticates HTTP callers, validates, publishes commands, reads from the replica."""

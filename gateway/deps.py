@@ -1,0 +1,82 @@
+"""FastAPI dependencies: the process's services, the caller, the consistency token, Prefer: wait."""
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Header, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from gateway import repository
+from gateway.bus import CommandBus
+from gateway.consistency import Reads, parse_token
+from gateway.problems import Problem
+from gateway.security import Passwords, user_id_from_token
+from shared.models import User
+from shared.settings import Settings
+
+
+@dataclass
+class Services:
+    """What one gateway process holds for its whole life (set up in the lifespan)."""
+
+    settings: Settings
+    bus: CommandBus
+    reads: Reads
+    passwords: Passwords
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_consistency_token(
+    x_consistency_token: Annotated[str | None, Header()] = None,
+) -> int | None:
+    if x_consistency_token is None:
+        return None
+    try:
+        return parse_token(x_consistency_token)
+    except ValueError as error:
+        raise Problem(400, f"X-Consistency-Token: {error}") from None
+
+
+TokenDep = Annotated[int | None, Depends(get_consistency_token)]
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+def get_prefer_wait(services: ServicesDep, prefer: Annotated[str | None, Header()] = None) -> float | None:
+    """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
+    match = _PREFER_WAIT.search(prefer or "")
+    if not match:
+        return None
+    return min(float(match.group(1)), services.settings.prefer_wait_max)
+
+
+PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+async def get_current_user(
+    services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
+) -> User:
+    """The caller: a valid token of a user who exists and is active (a deleted user's token fails)."""
+    try:
+        user_id = user_id_from_token(access_token, services.settings)
+    except jwt.InvalidTokenError:
+        raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
+    user = await services.reads.find(token, lambda session: repository.get_user(session, user_id))
+    if user is None or user.is_active is False:
+        raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

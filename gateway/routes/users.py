@@ -1,0 +1,73 @@
+"""Sign up, and the caller's own account."""
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+
+from gateway import repository
+from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
+from gateway.problems import Problem
+from gateway.schemas import Accepted, UserCreate, UserRead, UserUpdateMe
+from gateway.writes import Resource, dispatch
+from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
+from shared.contracts.headers import Actor
+from shared.db import ReadSession
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+async def _read_user(session: ReadSession, user_id: int) -> UserRead | None:
+    user = await repository.get_user(session, user_id)
+    return UserRead.model_validate(user) if user else None
+
+
+USER = Resource(path=lambda user_id: f"/api/v1/users/{user_id}", read=_read_user)
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Accepted: the command is queued"}}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={201: {"model": UserRead}, **ACCEPTED})
+async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep) -> Response:
+    """Sign up: the password is hashed here (argon2id) and only the hash is published."""
+    command = CreateUser(
+        email=body.email,
+        hashed_password=await services.passwords.hash(body.password),
+        full_name=body.full_name,
+    )
+    return await dispatch(
+        services, CommandName.USER_CREATE, command,
+        actor=Actor.anonymous(), owner_key=body.email, wait_s=wait, resource=USER,
+    )  # fmt: skip
+
+
+@router.get("/me", response_model=UserRead)
+async def read_me(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.get("/{user_id}", response_model=UserRead)
+async def read_user(user_id: int, user: CurrentUser) -> UserRead:
+    """A user's own record by id; anyone else's is 404."""
+    if user_id != user.id:
+        raise Problem(404, "no such user")
+    return UserRead.model_validate(user)
+
+
+@router.patch("/me", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": UserRead}, **ACCEPTED})
+async def update_me(body: UserUpdateMe, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    if (password := changes.pop("password", None)) is not None:
+        changes["hashed_password"] = await services.passwords.hash(password)
+    command = UpdateUser(user_id=user.id, **changes)
+    return await dispatch(
+        services, CommandName.USER_UPDATE, command,
+        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
+    )  # fmt: skip
+
+
+@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
+async def delete_me(user: CurrentUser, services: ServicesDep, wait: PreferWaitDep) -> Response:
+    """Delete the caller and, by cascade, all their items."""
+    return await dispatch(
+        services, CommandName.USER_DELETE, DeleteUser(user_id=user.id),
+        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
+    )  # fmt: skip

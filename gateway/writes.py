@@ -1,0 +1,109 @@
+"""Turn a validated request into a published command, and its outcome into an HTTP answer."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gateway.bus import BusUnavailable
+from gateway.consistency import TOKEN_HEADER, parse_token
+from gateway.deps import Services
+from gateway.problems import problem_response
+from gateway.schemas import Accepted
+from shared.contracts.commands import CommandBody, CommandName
+from shared.contracts.headers import Actor
+from shared.contracts.outcomes import Outcome, OutcomeCode
+from shared.db import ReadSession
+from shared.models import CommandStatus
+
+RETRY_AFTER_S = "2"
+REJECTION_STATUS = {
+    OutcomeCode.EMAIL_TAKEN: 409,
+    OutcomeCode.NOT_FOUND: 404,
+    OutcomeCode.OWNER_INACTIVE: 403,
+    OutcomeCode.FORBIDDEN: 403,
+    OutcomeCode.PRECONDITION_FAILED: 412,
+    OutcomeCode.IDEMPOTENCY_KEY_REUSED: 422,
+}
+SUCCESS_STATUS = {OutcomeCode.CREATED: 201, OutcomeCode.UPDATED: 200, OutcomeCode.DELETED: 204}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How to show what a command created or changed."""
+
+    path: Callable[[int], str]
+    read: Callable[[ReadSession, int], Awaitable[BaseModel | None]]
+
+
+def command_location(command_id: uuid.UUID) -> str:
+    return f"/api/v1/commands/{command_id}"
+
+
+async def dispatch(
+    services: Services,
+    name: CommandName,
+    body: CommandBody,
+    *,
+    actor: Actor,
+    owner_key: str,
+    wait_s: float | None,
+    resource: Resource,
+) -> Response:
+    """Publish; answer 202 at once, or the outcome if it comes within `Prefer: wait`."""
+    command_id = uuid.uuid4()
+    future = services.bus.expect(command_id) if wait_s else None
+    try:
+        await services.bus.send(name, body, command_id=command_id, actor=actor, owner_key=owner_key)
+        if future is None:
+            return accepted(command_id)
+        try:
+            outcome = await asyncio.wait_for(future, wait_s)
+        except TimeoutError:
+            return accepted(command_id, waited=True)
+    except BusUnavailable:
+        return problem_response(
+            503,
+            "the message broker did not confirm the command; it may still be applied, at most once",
+            headers={"Retry-After": RETRY_AFTER_S},
+            command_id=str(command_id),
+        )
+    finally:
+        if future is not None:
+            services.bus.forget(command_id, future)
+    return await answer(services, outcome, resource)
+
+
+def accepted(command_id: uuid.UUID, *, waited: bool = False) -> Response:
+    headers = {"Location": command_location(command_id)}
+    if waited:
+        headers["Preference-Applied"] = "wait"
+    return JSONResponse(Accepted(command_id=command_id).model_dump(mode="json"), 202, headers=headers)
+
+
+async def answer(services: Services, outcome: Outcome, resource: Resource) -> Response:
+    """The table of DESIGN.md §1: the outcome as an HTTP status, with the consistency token."""
+    headers = {"Preference-Applied": "wait"}
+    if outcome.token:
+        headers[TOKEN_HEADER] = outcome.token
+    if outcome.status == CommandStatus.DEAD_LETTERED:
+        headers["Retry-After"] = RETRY_AFTER_S
+        return problem_response(503, outcome.detail or "dead-lettered", headers, command_id=str(outcome.command_id))
+    if outcome.status == CommandStatus.REJECTED:
+        status = REJECTION_STATUS.get(outcome.code, 409)
+        return problem_response(status, outcome.detail, headers, code=outcome.code.value)
+    status = SUCCESS_STATUS[outcome.code]
+    if status == 204 or outcome.resource_id is None:
+        return Response(status_code=204, headers=headers)
+    token = parse_token(outcome.token) if outcome.token else None
+    async with services.reads.session(token) as session:
+        shown = await resource.read(session, outcome.resource_id)
+    if status == 201:
+        headers["Location"] = resource.path(outcome.resource_id)
+    if shown is None:  # changed again since: the command's own record still answers
+        return JSONResponse(outcome.model_dump(mode="json"), status, headers=headers)
+    return JSONResponse(shown.model_dump(mode="json"), status, headers=headers)
