@@ -1,0 +1,36 @@
+# OpenGov-Food. `make help` lists the targets; `make run` and `make test` install what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install services run test test-fast lint typecheck clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	scripts/apt-deps.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create the virtualenv and install the project with its dev tools
+
+services:  ## Start PostgreSQL, its streaming replica (port 5433) and RabbitMQ if they are down
+	scripts/services.sh
+
+run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8000) and worker
+	scripts/run.sh
+
+test: install services  ## Run the whole test suite against the real services
+	$(PY) -m pytest
+
+lint: install  ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared gateway worker
+
+clean:  ## Remove the virtualenv, the SQLite file and test logs
+	rm -rf $(VENV) opengovfood.db* .test-logs .pytest_cache
