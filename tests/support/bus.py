@@ -1,0 +1,44 @@
+"""Publish commands straight onto the bus, as another service (or a replay) would."""
+
+import json
+import uuid
+from typing import Any
+
+import aio_pika
+
+from shared.contracts.commands import SCHEMA_VERSION
+from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from tests import settings as test_settings
+
+
+def command_message(
+    body: dict[str, Any] | bytes,
+    *,
+    actor: str,
+    owner: str,
+    command_id: uuid.UUID | str | None = None,
+    headers: dict[str, Any] | None = None,
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body if isinstance(body, bytes) else json.dumps(body).encode(),
+        message_id=str(command_id or uuid.uuid4()),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        user_id="guest",
+        headers={
+            HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
+            HEADER_ACTOR: actor,
+            HEADER_OWNER: owner,
+            **(headers or {}),
+        },
+    )
+
+
+async def publish(messages: list[tuple[str, aio_pika.Message]]) -> None:
+    """Publish (routing key, message) pairs in order, each confirmed, unroutable ones raising."""
+    connection = await aio_pika.connect(test_settings.RABBIT_URL)
+    async with connection:
+        channel = await connection.channel(on_return_raises=True)
+        exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
+        for routing_key, message in messages:
+            await exchange.publish(message, routing_key=routing_key, mandatory=True)

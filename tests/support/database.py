@@ -1,0 +1,55 @@
+"""Build the test database the way production does: `alembic upgrade head`."""
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+
+from tests import settings as test_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["configure_logger"] = False
+    return config
+
+
+async def reset_database() -> None:
+    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {test_settings.DATABASE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {test_settings.DATABASE}")
+    finally:
+        await admin.close()
+    await asyncio.to_thread(command.upgrade, alembic_config(test_settings.PRIMARY_URL), "head")
+    await wait_for_replica()
+
+
+async def wait_for_replica(deadline_s: float = 30.0) -> None:
+    """Until the replica has replayed everything the primary has written so far."""
+    primary = await asyncpg.connect(test_settings.ADMIN_DSN)
+    try:
+        target = await primary.fetchval("SELECT pg_current_wal_lsn()")
+    finally:
+        await primary.close()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while True:
+        try:
+            replica = await asyncpg.connect(test_settings.REPLICA_DSN)
+            try:
+                replayed = await replica.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", target)
+            finally:
+                await replica.close()
+            if replayed:
+                return
+        except (asyncpg.InvalidCatalogNameError, OSError):
+            pass  # the new database has not reached the replica yet
+        if loop.time() > end:
+            raise TimeoutError("the replica did not catch up with the primary")
+        await asyncio.sleep(0.05)

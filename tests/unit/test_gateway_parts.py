@@ -1,0 +1,71 @@
+"""Small gateway pieces: tokens, Prefer: wait, JWT checks, settings that refuse placeholders."""
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from pydantic import ValidationError
+
+from gateway.consistency import parse_token
+from gateway.deps import _PREFER_WAIT
+from gateway.security import create_access_token, user_id_from_token
+from shared.settings import Settings
+
+
+def test_consistency_tokens_are_lsns() -> None:
+    assert parse_token("0/16B3748") == 0x16B3748
+    assert parse_token("1/0") == 1 << 32
+    assert parse_token("16/B374D848") > parse_token("15/FFFFFFFF")
+    for bad in ("", "16B3748", "0/xyz", "0/123456789"):
+        with pytest.raises(ValueError, match="consistency token"):
+            parse_token(bad)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("wait=5", "5"), ("respond-async, wait=3", "3"), ("wait=2.5", "2.5"), ("wait=abc", None), ("", None)],
+)
+def test_prefer_wait_is_parsed_leniently(header: str, seconds: str | None) -> None:
+    match = _PREFER_WAIT.search(header)
+    assert (match.group(1) if match else None) == seconds
+
+
+def settings(**overrides: object) -> Settings:
+    values = {"secret_key": "x" * 40, "environment": "test", **overrides}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def test_tokens_round_trip_and_forgeries_fail() -> None:
+    config = settings()
+    token = create_access_token(42, config)
+    assert user_id_from_token(token, config) == 42
+    now = datetime.now(UTC)
+    base = {
+        "sub": "42",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "iss": config.jwt_issuer,
+        "aud": config.jwt_audience,
+    }
+    forged = [
+        jwt.encode(base, None, algorithm="none"),
+        jwt.encode(base, "y" * 40, algorithm="HS256"),
+        jwt.encode(base | {"exp": now - timedelta(minutes=5)}, config.secret_key, algorithm="HS256"),
+        jwt.encode(base | {"aud": "someone-else"}, config.secret_key, algorithm="HS256"),
+        jwt.encode(base | {"iss": "someone-else"}, config.secret_key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in base.items() if k != "exp"}, config.secret_key, algorithm="HS256"),
+    ]
+    for token in forged:
+        with pytest.raises(jwt.InvalidTokenError):
+            user_id_from_token(token, config)
+
+
+def test_a_placeholder_secret_is_refused_outside_development() -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        settings(secret_key="changethis", environment="production")
+    assert settings(secret_key="changethis", environment="development")
+
+
+def test_read_database_defaults_to_the_primary() -> None:
+    config = settings(database_url="sqlite+aiosqlite:///./x.db", read_database_url="")
+    assert config.read_database_url == "sqlite+aiosqlite:///./x.db"

@@ -1,0 +1,78 @@
+"""The embedded default: the worker's own code applies commands on SQLite built by Alembic."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.contracts.commands import CommandName, CreateItem, CreateUser, DeleteUser
+from shared.contracts.headers import Actor
+from shared.db import create_engine
+from shared.models import Item, User
+from shared.settings import get_settings
+from tests.support.database import alembic_config
+from worker.apply import apply_once
+from worker.envelope import Envelope
+
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
+def envelope(name: CommandName, body: object, actor: Actor) -> Envelope:
+    return Envelope(uuid.uuid4(), name, body, actor, None, None, datetime.now(UTC))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/embedded.db"
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    engine = create_engine(url, get_settings())
+    yield engine
+    await engine.dispose()
+
+
+async def count(engine: AsyncEngine, model: type[User] | type[Item]) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def test_deleting_a_user_cascades_to_items_on_sqlite(sqlite: AsyncEngine) -> None:
+    [created] = await apply_once(
+        sqlite,
+        [
+            envelope(
+                CommandName.USER_CREATE,
+                CreateUser(email="a@b.io", hashed_password=HASH, full_name="A"),
+                Actor.anonymous(),
+            )
+        ],
+    )
+    user_id = created.resource_id
+    assert user_id is not None
+    assert created.token is None  # no WAL on SQLite
+    owner = Actor.user(user_id)
+    items = [envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=user_id, title=f"t{i}"), owner) for i in range(3)]
+    assert [o.code for o in await apply_once(sqlite, items)] == ["created"] * 3
+    assert await count(sqlite, Item) == 3
+
+    [deleted] = await apply_once(sqlite, [envelope(CommandName.USER_DELETE, DeleteUser(user_id=user_id), owner)])
+    assert deleted.code == "deleted"
+    assert await count(sqlite, User) == 0
+    assert await count(sqlite, Item) == 0  # PRAGMA foreign_keys=ON made the cascade happen
+
+
+async def test_a_redelivered_command_has_one_effect_on_sqlite(sqlite: AsyncEngine) -> None:
+    signup = envelope(
+        CommandName.USER_CREATE,
+        CreateUser(email="c@d.io", hashed_password=HASH, full_name="C"),
+        Actor.anonymous(),
+    )
+    first = await apply_once(sqlite, [signup, signup])
+    again = await apply_once(sqlite, [signup])
+    assert first[0] == first[1] == again[0]
+    assert await count(sqlite, User) == 1
