@@ -27,10 +27,17 @@ def database_url() -> str:
     )
 
 
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Leave PostgreSQL-only objects (the trigram index) out of the comparison on SQLite."""
+    info = getattr(obj, "info", None) or getattr(compare_to, "info", None) or {}
+    return not (is_sqlite(database_url()) and info.get("postgresql_only"))
+
+
 def configure(**kwargs: object) -> None:
     url = database_url()
     context.configure(
         target_metadata=target_metadata,
+        include_object=include_object,
         render_as_batch=is_sqlite(url),  # SQLite alters tables by copying them
         compare_type=True,
         compare_server_default=not is_sqlite(url),  # SQLite reflects defaults as text

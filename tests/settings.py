@@ -4,8 +4,9 @@ import os
 
 PRIMARY_PORT = int(os.environ.get("TEST_PRIMARY_PORT", "5432"))
 REPLICA_PORT = int(os.environ.get("TEST_REPLICA_PORT", "5433"))
-DATABASE = "opengovfood_test"
-VHOST = "opengovfood_test"
+# Parallel runs (several developers on one machine) pick their own database and vhost.
+DATABASE = os.environ.get("TEST_DATABASE", "opengovfood_test")
+VHOST = os.environ.get("TEST_VHOST", "opengovfood_test")
 
 PRIMARY_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 REPLICA_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
@@ -22,7 +23,7 @@ ENV = {
     "RABBIT_URL": RABBIT_URL,
     "COMMAND_PARTITIONS": "4",
     "CONSISTENCY_WAIT": "0.5",
-    "WORKER_HEARTBEAT_FILE": "/tmp/opengovfood-test-worker.alive",
+    "WORKER_HEARTBEAT_FILE": f"/tmp/{DATABASE}-worker.alive",
 }
 
 

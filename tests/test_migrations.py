@@ -21,7 +21,7 @@ CANONICAL_INDEXES = {
         "ix_item_owner_status", "ix_item_owner_created",
     },
 }  # fmt: skip
-MIGRATIONS_DB = "opengovfood_migrations_test"
+MIGRATIONS_DB = f"{test_settings.DATABASE}_migrations"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from shared.models.base import Base
 from shared.models.command import Command, CommandStatus
 from shared.models.item import Item, ItemStatus
+from shared.models.outbox import OutboxEvent
 from shared.models.user import User
 
-__all__ = ["Base", "Command", "CommandStatus", "Item", "ItemStatus", "User"]
+__all__ = ["Base", "Command", "CommandStatus", "Item", "ItemStatus", "OutboxEvent", "User"]

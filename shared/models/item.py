@@ -57,3 +57,13 @@ class Item(Base):
 
 # Declared after the class: the DESC index needs the mapped column to order by.
 Index("ix_item_owner_created", Item.owner_id, Item.created_at.desc())
+
+# Case-insensitive title search (ILIKE '%q%') without a sequential scan: a trigram index.
+# PostgreSQL only; Alembic's env.py leaves it out of the comparison on SQLite.
+Index(
+    "ix_item_title_trgm",
+    Item.title,
+    postgresql_using="gin",
+    postgresql_ops={"title": "gin_trgm_ops"},
+    info={"postgresql_only": True},
+)

@@ -16,7 +16,7 @@ from shared.topology import partition_queue_name
 from tests import settings as test_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-LOGS = ROOT / ".test-logs"
+LOGS = ROOT / ".test-logs" / test_settings.DATABASE
 MANAGEMENT_URL = "http://127.0.0.1:15672"
 
 
@@ -50,7 +50,7 @@ class Service:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.env = {**os.environ, **test_settings.ENV, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        LOGS.mkdir(exist_ok=True)
+        LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{self.name}.log"
 
     def command(self) -> list[str]:

@@ -1,6 +1,9 @@
 """The test vhost, emptied of our topology so each run declares it afresh."""
 
+from urllib.parse import quote
+
 import aio_pika
+import httpx
 
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
@@ -14,7 +17,20 @@ from tests import settings as test_settings
 MAX_PARTITIONS = 64
 
 
+MANAGEMENT_API = "http://127.0.0.1:15672/api"
+
+
+def ensure_vhost() -> None:
+    """Create the test vhost with full permissions for guest (idempotent)."""
+    vhost = quote(test_settings.VHOST, safe="")
+    auth = ("guest", "guest")
+    httpx.put(f"{MANAGEMENT_API}/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
+    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+    httpx.put(f"{MANAGEMENT_API}/permissions/{vhost}/guest", json=permissions, auth=auth, timeout=10).raise_for_status()
+
+
 async def reset_vhost() -> None:
+    ensure_vhost()
     connection = await aio_pika.connect(test_settings.RABBIT_URL)
     async with connection:
         channel = await connection.channel()
