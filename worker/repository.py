@@ -43,10 +43,9 @@ async def delete_user(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(delete(User).where(User.id == user_id))
 
 
-async def get_owned_item(conn: AsyncConnection, item_id: int, owner_id: int) -> Row[Any, Any] | None:
-    """The item if it exists and belongs to owner_id, locked for the rest of the transaction."""
-    query = select(Item.__table__).where(Item.id == item_id, Item.owner_id == owner_id)
-    result = await conn.execute(query.with_for_update())
+async def get_item_for_update(conn: AsyncConnection, item_id: int) -> Row[Any, Any] | None:
+    """The item, locked for the rest of the transaction (None if there is none)."""
+    result = await conn.execute(select(Item.__table__).where(Item.id == item_id).with_for_update())
     return result.first()
 
 

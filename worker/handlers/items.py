@@ -5,21 +5,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.commands import CreateItem, DeleteItem, UpdateItem
 from shared.contracts.outcomes import OutcomeCode
 from worker import repository
+from worker.authorization import may_act_for
 from worker.envelope import Envelope
 from worker.handlers.result import Result, applied, rejected
 
 NOT_FOUND = "no such item"
 
 
-def _owner_of(envelope: Envelope) -> int | None:
-    """The user whose items this command may touch: the asserted user actor."""
-    return envelope.actor.user_id if envelope.actor.kind == "user" else None
-
-
 async def create_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, CreateItem)
-    if _owner_of(envelope) != body.owner_id:
+    if not may_act_for(envelope, body.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such owner")
     owner = await repository.get_user(conn, body.owner_id)
     if owner is None:
@@ -34,8 +30,8 @@ async def create_item(conn: AsyncConnection, envelope: Envelope) -> Result:
 async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, UpdateItem)
-    owner_id = _owner_of(envelope)
-    if owner_id is None or await repository.get_owned_item(conn, body.item_id, owner_id) is None:
+    item = await repository.get_item_for_update(conn, body.item_id)
+    if item is None or not may_act_for(envelope, item.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
     values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id"})
     if values:
@@ -46,8 +42,8 @@ async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
 async def delete_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, DeleteItem)
-    owner_id = _owner_of(envelope)
-    if owner_id is None or await repository.get_owned_item(conn, body.item_id, owner_id) is None:
+    item = await repository.get_item_for_update(conn, body.item_id)
+    if item is None or not may_act_for(envelope, item.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
     await repository.delete_item(conn, body.item_id)
     return applied(OutcomeCode.DELETED, body.item_id, {})

@@ -5,19 +5,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.commands import CreateUser, DeleteUser, UpdateUser
 from shared.contracts.outcomes import OutcomeCode
 from worker import repository
+from worker.authorization import may_act_for, may_create_users
 from worker.envelope import Envelope
 from worker.handlers.result import Result, applied, audit_changes, rejected
-
-
-def _is_self(envelope: Envelope, user_id: int) -> bool:
-    return envelope.actor.kind == "user" and envelope.actor.user_id == user_id
 
 
 async def create_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, CreateUser)
-    if envelope.actor.kind == "service":
-        return rejected(OutcomeCode.FORBIDDEN, "services may not create users")
+    if not may_create_users(envelope):
+        return rejected(OutcomeCode.FORBIDDEN, "this actor may not create users")
     if await repository.email_taken(conn, body.email):
         return rejected(OutcomeCode.EMAIL_TAKEN, "a user with this email already exists")
     values = body.model_dump()
@@ -29,7 +26,7 @@ async def update_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, UpdateUser)
     user = await repository.get_user(conn, body.user_id)
-    if user is None or not _is_self(envelope, body.user_id):
+    if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")
     values = body.model_dump(exclude_unset=True, exclude={"user_id"})
     if "email" in values and await repository.email_taken(conn, values["email"]):
@@ -43,7 +40,7 @@ async def delete_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, DeleteUser)
     user = await repository.get_user(conn, body.user_id)
-    if user is None or not _is_self(envelope, body.user_id):
+    if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")
     await repository.delete_user(conn, body.user_id)  # items go with it: ON DELETE CASCADE
     return applied(OutcomeCode.DELETED, body.user_id, {})
