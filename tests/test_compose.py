@@ -24,7 +24,7 @@ def _rendered_config() -> dict[str, Any]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is not installed: run scripts/apt-deps.sh")
-    env = {**os.environ, "SECRET_KEY": "x"}
+    env = {**os.environ, "SECRET_KEY": "x", "RABBITMQ_PASSWORD": "y"}
     result = subprocess.run(
         [binary, "-f", str(COMPOSE_FILE), "config"],
         capture_output=True,
@@ -61,3 +61,11 @@ def test_compose_config_wires_the_stack() -> None:
         assert conditions.get("migrate") == "service_completed_successfully", name
         for dependency in backing:
             assert conditions.get(dependency) == "service_healthy", f"{name} -> {dependency}"
+
+
+def test_prometheus_scrapes_the_gateway_and_the_worker() -> None:
+    services = _rendered_config()["services"]
+    assert "prometheus" in services
+    scrape = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for config in job["static_configs"] for t in config["targets"]}
+    assert {"gateway:8000", "worker:9464"} <= targets

@@ -1,0 +1,1 @@
+"""`opengovfood`: the operator's command line (Typer)."""

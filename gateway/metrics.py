@@ -1,0 +1,111 @@
+"""Per-request observability: a request id, one JSON log line, and Prometheus metrics at /metrics."""
+
+import asyncio
+import time
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.logging import begin_request, new_request_id
+
+REQUEST_ID_HEADER = "X-Request-ID"
+log = structlog.get_logger("gateway.access")
+
+REQUESTS = Counter("gateway_http_requests", "HTTP requests answered", ["method", "route", "status"])
+LATENCY = Histogram(
+    "gateway_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+SAMPLE_TIMEOUT_S = 3.0
+REPLICA_LAG_BYTES = Gauge("opengovfood_replica_lag_bytes", "WAL bytes the replica has not replayed yet")
+REPLICA_LAG_SECONDS = Gauge("opengovfood_replica_lag_seconds", "Seconds behind (0 when caught up)")
+QUEUE_MESSAGES = Gauge("opengovfood_queue_messages", "Messages waiting in a queue", ["queue"])
+QUEUE_CONSUMERS = Gauge("opengovfood_queue_consumers", "Consumers of a queue", ["queue"])
+
+
+def broker_middleware() -> RabbitPrometheusMiddleware:
+    """FastStream's own metrics of what the gateway's broker publishes and consumes."""
+    return RabbitPrometheusMiddleware(registry=REGISTRY, app_name="gateway")
+
+
+def _route(request: Request) -> str:
+    """The route template, never the raw path (ids would explode the label set)."""
+    effective = (request.scope.get("fastapi") or {}).get("effective_route_context")
+    if effective is not None:  # a route of an included router: its full path, prefixes included
+        return str(effective.path)
+    route = request.scope.get("route")
+    if route is None:  # routes Starlette adds itself (/openapi.json, /docs) do not note themselves
+        route = next((r for r in request.app.routes if r.matches(request.scope)[0] == Match.FULL), None)
+    return str(getattr(route, "path", "unmatched"))
+
+
+class Observe:
+    """ASGI middleware: request id in (X-Request-ID honoured) and out; metrics and one access log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        notes = begin_request(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            request = Request(scope)
+            route = _route(request)
+            if route != "/metrics":
+                REQUESTS.labels(request.method, route, str(status)).inc()
+                LATENCY.labels(request.method, route).observe(elapsed)
+            log.info("request", method=request.method, route=route, status=status, ms=round(elapsed * 1000, 2), **notes)
+
+
+async def sample_system(request: Request) -> None:
+    """Gauges measured at scrape time (StatusProbe): replica lag, queue depths and consumers."""
+    services = getattr(request.app.state, "services", None)
+    probe = getattr(services, "status", None)
+    if probe is None:
+        return
+    try:
+        async with asyncio.timeout(SAMPLE_TIMEOUT_S):
+            lag = await probe.replica_lag()
+            REPLICA_LAG_BYTES.set(lag["bytes"])
+            REPLICA_LAG_SECONDS.set(lag["seconds"])
+            for queue in await probe.queues():
+                QUEUE_MESSAGES.labels(queue["name"]).set(queue["messages"] or 0)
+                QUEUE_CONSUMERS.labels(queue["name"]).set(queue["consumers"] or 0)
+    except Exception as error:  # a scrape still answers with what it has
+        log.warning("system metrics not sampled", error=repr(error))
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process's registry."""
+    await sample_system(request)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: FastAPI) -> None:
+    """Register the outermost middleware and the /metrics route."""
+    app.add_middleware(Observe)
+    app.add_api_route("/metrics", metrics, include_in_schema=False)

@@ -1,0 +1,145 @@
+"""Structured JSON logs (structlog) for gateway and worker, with a request id and secrets scrubbed."""
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+HEADER_REQUEST_ID = "x-request-id"
+_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|hash|jwt|cookie", re.IGNORECASE)
+_SECRET_VALUES = [
+    re.compile(r"\$argon2(?:id|i|d)\$[\w$,=+/.-]*"),  # PHC hashes: $argon2id$v=19$m=…,t=…,p=…$salt$digest
+    re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"),  # JWTs
+    re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+"),
+    re.compile(r"(?i)(amqps?|postgres(ql)?(\+\w+)?)://[^:@/\s]+:[^@/\s]+@"),  # URLs with a password
+]
+_REQUEST_ID = re.compile(r"^[\w.:-]{1,128}$")
+REDACTED = "[redacted]"
+_request_notes: ContextVar[dict[str, str] | None] = ContextVar("request_notes", default=None)
+
+
+def _scrub_text(value: str) -> str:
+    for pattern in _SECRET_VALUES:
+        value = pattern.sub(REDACTED, value)
+    return value
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _scrub_text(value)
+    if isinstance(value, dict):
+        return {key: REDACTED if _SECRET_KEYS.search(str(key)) else _scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    return value
+
+
+def scrub_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Drop secret-named fields and mask hashes, JWTs and credentials in every value."""
+    return {
+        key: REDACTED if _SECRET_KEYS.search(key) and key != "event" else _scrub(value)
+        for key, value in event_dict.items()
+    }
+
+
+def _render_exception_text(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    if "exception" in event_dict and isinstance(event_dict["exception"], str):
+        event_dict["exception"] = _scrub_text(event_dict["exception"])
+    return event_dict
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (a test runner may swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(service: str, level: int | str = logging.INFO) -> None:
+    """JSON lines on stderr for structlog and standard-library loggers alike (idempotent)."""
+
+    def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    shared: list[Any] = [
+        add_service,
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _render_exception_text,
+            scrub_secrets,
+            structlog.processors.JSONRenderer(default=str),
+        ],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler | logging.StreamHandler)
+                     or type(h).__module__.startswith("_pytest")] + [handler]  # fmt: skip
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "faststream.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+
+
+def new_request_id(incoming: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
+    if incoming and _REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str | None:
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return str(value) if value else None
+
+
+def begin_request(request_id: str) -> dict[str, str]:
+    """Bind the request id to this request's log lines; returns the notes its handler adds (command_id)."""
+    notes: dict[str, str] = {}
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    _request_notes.set(notes)
+    return notes
+
+
+def trace_headers(command_id: uuid.UUID) -> dict[str, str]:
+    """Headers that carry this request to the worker; also notes the command id on the request's logs."""
+    notes = _request_notes.get()
+    if notes is not None:  # a mutable holder: the handler runs in a copy of the middleware's context
+        notes["command_id"] = str(command_id)
+    request_id = current_request_id()
+    return {HEADER_REQUEST_ID: request_id} if request_id else {}
+
+
+def header_text(headers: MutableMapping[str, Any] | None, name: str) -> str | None:
+    value = (headers or {}).get(name)
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return str(value) if value else None

@@ -1,0 +1,153 @@
+"""`opengovfood db backup` / `db restore`: create data, back up, wipe, restore, compare."""
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests import settings as test_settings
+from tests.ops.cli import opengovfood
+
+ITEMS = 100_000
+USERS = 100
+BACKUP_DATABASE = f"{test_settings.DATABASE}_backup"
+BACKUP_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{test_settings.PRIMARY_PORT}/{BACKUP_DATABASE}"
+BACKUP_DSN = f"postgresql://postgres@127.0.0.1:{test_settings.PRIMARY_PORT}/{BACKUP_DATABASE}"
+FINGERPRINT = """
+SELECT (SELECT count(*) FROM "user") AS users, (SELECT count(*) FROM item) AS items,
+       (SELECT md5(string_agg(concat_ws('|', id, email, hashed_password, full_name, is_active, created_at), ','
+                   ORDER BY id)) FROM "user") AS users_md5,
+       (SELECT md5(string_agg(concat_ws('|', id, title, description, status, owner_id, created_at), ','
+                   ORDER BY id)) FROM item) AS items_md5,
+       (SELECT version_num FROM alembic_version) AS revision
+"""
+
+
+async def recreate_database() -> None:
+    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {BACKUP_DATABASE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {BACKUP_DATABASE}")
+    finally:
+        await admin.close()
+
+
+async def fill_and_fingerprint(fill: bool) -> dict[str, object]:
+    connection = await asyncpg.connect(BACKUP_DSN)
+    try:
+        if fill:
+            await connection.execute(
+                """INSERT INTO "user" (email, hashed_password, full_name)
+                   SELECT 'backup-' || n || '@example.org', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$' || md5(n::text),
+                          'User ' || n FROM generate_series(1, $1) AS n""",
+                USERS,
+            )
+            await connection.execute(
+                """INSERT INTO item (title, description, status, owner_id)
+                   SELECT 'item ' || n, CASE WHEN n % 3 = 0 THEN NULL ELSE repeat('d', n % 50) END,
+                          (ARRAY['pending','in_progress','completed','cancelled'])[n % 4 + 1],
+                          (SELECT min(id) FROM "user") + n % $2
+                   FROM generate_series(1, $1) AS n""",
+                ITEMS,
+                USERS,
+            )
+        return dict(await connection.fetchrow(FINGERPRINT))
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+def test_postgres_backup_round_trip(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
+    asyncio.run(recreate_database())
+    opengovfood("db", "upgrade", env=env)
+    assert "(head)" in opengovfood("db", "current", env=env).stdout
+    before = asyncio.run(fill_and_fingerprint(fill=True))
+    assert before["items"] == ITEMS
+
+    dump = tmp_path / "opengovfood.dump"
+    started = time.monotonic()
+    opengovfood("db", "backup", str(dump), env=env)
+    backup_s = time.monotonic() - started
+    asyncio.run(recreate_database())  # the wipe: an empty database
+    started = time.monotonic()
+    opengovfood("db", "restore", str(dump), env=env)
+    restore_s = time.monotonic() - started
+
+    assert asyncio.run(fill_and_fingerprint(fill=False)) == before
+    print(f"\nbackup round trip: {ITEMS} items, {USERS} users, dump {dump.stat().st_size} bytes, "
+          f"backup {backup_s:.2f}s, restore {restore_s:.2f}s")  # fmt: skip
+    stats = opengovfood("db", "stats", env=env).stdout
+    assert "item" in stats
+    assert "pg_stat_statements" in stats
+
+
+def sqlite_fingerprint(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        users = connection.execute('SELECT * FROM "user" ORDER BY id').fetchall()
+        items = connection.execute("SELECT * FROM item ORDER BY id").fetchall()
+    connection.close()
+    return [*users, *items]
+
+
+def test_sqlite_backup_round_trip(tmp_path: Path) -> None:
+    database = tmp_path / "opengovfood.db"
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}", "READ_DATABASE_URL": ""}
+    opengovfood("db", "upgrade", env=env)
+    with sqlite3.connect(database) as connection:
+        connection.execute(
+            """INSERT INTO "user" (email, hashed_password, full_name) VALUES ('a@example.org', 'h', 'A')"""
+        )
+        connection.executemany(
+            "INSERT INTO item (title, status, owner_id) VALUES (?, 'pending', 1)", [(f"item {n}",) for n in range(500)]
+        )
+    connection.close()
+    before = sqlite_fingerprint(database)
+    assert len(before) == 501
+
+    backup = tmp_path / "backup.db"
+    opengovfood("db", "backup", str(backup), env=env)
+    database.unlink()  # the wipe
+    opengovfood("db", "restore", str(backup), env=env)
+    assert sqlite_fingerprint(database) == before
+    assert "top queries need PostgreSQL" in opengovfood("db", "stats", env=env).stdout
+
+
+PRUNE_FIXTURE = """
+INSERT INTO command (command_id, name, status, code, actor, received_at, applied_at) VALUES
+  (gen_random_uuid(), 'item.create', 'applied', 'created', 'user:1', now() - interval '40 d', now() - interval '40 d'),
+  (gen_random_uuid(), 'item.create', 'applied', 'created', 'user:1', now(), now());
+INSERT INTO outbox (command_id, partition, name, payload, created_at, published_at) VALUES
+  (gen_random_uuid(), 0, 'item.created', '{}', now() - interval '40 days', now() - interval '40 days'),
+  (gen_random_uuid(), 0, 'item.created', '{}', now() - interval '40 days', NULL),
+  (gen_random_uuid(), 0, 'item.created', '{}', now(), now());
+"""
+
+
+async def prune_counts(setup: bool) -> tuple[int, int]:
+    connection = await asyncpg.connect(BACKUP_DSN)
+    try:
+        if setup:
+            await connection.execute("TRUNCATE command, outbox")
+            await connection.execute(PRUNE_FIXTURE)
+        return (
+            await connection.fetchval("SELECT count(*) FROM command"),
+            await connection.fetchval("SELECT count(*) FROM outbox"),
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+def test_prune_keeps_recent_outcomes_and_unpublished_events() -> None:
+    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
+    asyncio.run(recreate_database())
+    opengovfood("db", "upgrade", env=env)
+    assert asyncio.run(prune_counts(setup=True)) == (2, 3)
+    out = opengovfood("db", "prune", "--older-than", "30", env=env).stdout
+    assert "command: 1 rows deleted" in out
+    assert "outbox: 1 rows deleted" in out
+    assert asyncio.run(prune_counts(setup=False)) == (1, 2)  # the unpublished event stays, however old

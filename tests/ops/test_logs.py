@@ -1,0 +1,81 @@
+"""Logs are JSON, follow one request to the worker, and never carry a password, a JWT or a hash."""
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.support.api import WAIT, log_in, unique_email
+from tests.support.polling import eventually
+from tests.support.processes import LOGS, Gateway, Worker
+
+
+def log_lines(service: str) -> list[str]:
+    return (LOGS / f"{service}.log").read_text(errors="replace").splitlines()
+
+
+def records_with(service: str, needle: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log_lines(service) if needle in line]
+
+
+async def test_one_request_is_followed_to_the_worker_and_no_secret_is_logged(
+    http: httpx.AsyncClient, stack: tuple[Worker, Gateway], primary: asyncpg.Connection
+) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    email = unique_email("logs")
+    request_id = f"req-{uuid.uuid4().hex}"
+    signed_up = await http.post(
+        "/api/v1/users",
+        json={"email": email, "password": canary, "full_name": "Log Canary"},
+        headers={**WAIT, "X-Request-ID": request_id},
+    )
+    assert signed_up.status_code == 201, signed_up.text
+    assert signed_up.headers["X-Request-ID"] == request_id
+    jwt = await log_in(http, email, canary)
+    me = await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {jwt}"})
+    assert me.status_code == 200
+    assert me.headers["X-Request-ID"] != request_id
+    hashed = await primary.fetchval('SELECT hashed_password FROM "user" WHERE email = $1', email)
+    assert hashed.startswith("$argon2id$")
+
+    worker_lines = await eventually(lambda: _async(records_with("worker", request_id)), bool, deadline_s=10)
+    (applied,) = [line for line in worker_lines if line["event"] == "command applied"]
+    assert applied["command"] == "user.create"
+    assert applied["code"] == "created"
+    command_id = applied["command_id"]
+    assert uuid.UUID(command_id)
+    (access,) = [line for line in records_with("gateway", request_id) if line["event"] == "request"]
+    assert access["command_id"] == command_id
+    assert access["status"] == 201
+    assert access["route"] == "/api/v1/users"
+
+    for service in ("gateway", "worker"):
+        for line in log_lines(service):
+            assert canary not in line, f"the password is in the {service} log"
+            assert jwt.split(".")[2] not in line, f"the JWT (its signature) is in the {service} log"
+            assert hashed.split("$")[-1] not in line, f"the hash (its digest) is in the {service} log"
+
+
+async def _async(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return value
+
+
+def test_the_scrubber_masks_secrets_in_any_field() -> None:
+    from shared.logging import REDACTED, scrub_secrets
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+    event = {
+        "event": f"login for {jwt} with $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        "password": "hunter2",
+        "headers": {"Authorization": "Bearer abc.def", "x-request-id": "r1"},
+        "url": "amqp://svc:s3cret@broker:5672/",
+    }
+    scrubbed = scrub_secrets(None, "info", event)
+    assert "hunter2" not in str(scrubbed)
+    assert jwt not in str(scrubbed)
+    assert "aGFzaA" not in str(scrubbed)
+    assert "s3cret" not in str(scrubbed)
+    assert scrubbed["password"] == REDACTED
+    assert scrubbed["headers"] == {"Authorization": REDACTED, "x-request-id": "r1"}

@@ -1,0 +1,108 @@
+"""The worker's Prometheus metrics (own HTTP port) and its one log line per command."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+
+from shared.contracts.commands import CommandName
+from shared.contracts.outcomes import Outcome
+from shared.logging import HEADER_REQUEST_ID, header_text
+from worker.envelope import Envelope
+
+log = structlog.get_logger("worker.commands")
+
+RECEIVED = Counter("worker_commands_received", "Commands delivered to the worker", ["command"])
+OUTCOMES = Counter("worker_commands", "Commands by outcome (applied, rejected, dead_lettered)", ["command", "status"])
+POISON = Counter("worker_commands_poison", "Messages dead-lettered before they could be decoded", ["command"])
+APPLY_LATENCY = Histogram(
+    "worker_apply_latency_seconds",
+    "From the worker's receipt of a command until its batch is committed and acked",
+    ["command"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PUBLISH_TO_COMMIT = Histogram(
+    "worker_publish_to_commit_seconds",
+    "From the message timestamp (publish; AMQP timestamps have whole-second resolution) to the commit",
+    ["command"],
+    buckets=(1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+BATCH_SIZE = Histogram(
+    "worker_batch_size", "Commands per transaction", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+)
+
+
+def broker_middleware() -> RabbitPrometheusMiddleware:
+    """FastStream's own metrics of what the worker's broker publishes (outcomes, dead letters)."""
+    return RabbitPrometheusMiddleware(registry=REGISTRY, app_name="worker")
+
+
+def start_metrics_server(port: int) -> bool:
+    """Serve /metrics on the port (0: off); a port in use is logged, never fatal."""
+    if port <= 0:
+        return False
+    try:
+        start_http_server(port)
+    except OSError as error:
+        log.warning("metrics server not started", port=port, error=str(error))
+        return False
+    log.info("metrics server started", port=port)
+    return True
+
+
+def command_label(routing_key: str | None) -> str:
+    """A bounded label: a known command name, else "unknown"."""
+    known = {name.value for name in CommandName}
+    return routing_key if routing_key is not None and routing_key in known else "unknown"
+
+
+def observe_poison(message: AbstractIncomingMessage, reason: str) -> None:
+    label = command_label(message.routing_key)
+    RECEIVED.labels(label).inc()
+    POISON.labels(label).inc()
+    log.warning(
+        "command dead-lettered",
+        command_id=message.message_id,
+        request_id=header_text(message.headers, HEADER_REQUEST_ID),
+        command=label,
+        status="dead_lettered",
+        reason=reason[:500],
+    )
+
+
+def _since_publish_s(message: AbstractIncomingMessage, now: float) -> float | None:
+    stamp = message.timestamp
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return max(0.0, now - stamp.timestamp())
+
+
+def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope, Outcome]]) -> None:
+    """After the commit: counts, latencies and one log line per decoded command."""
+    if not applied:
+        return
+    BATCH_SIZE.observe(len(applied))
+    now = datetime.now(UTC)
+    for message, envelope, outcome in applied:
+        RECEIVED.labels(outcome.name).inc()
+        OUTCOMES.labels(outcome.name, outcome.status.value).inc()
+        latency = max(0.0, (now - envelope.received_at).total_seconds())
+        APPLY_LATENCY.labels(outcome.name).observe(latency)
+        since_publish = _since_publish_s(message, now.timestamp())
+        if since_publish is not None:
+            PUBLISH_TO_COMMIT.labels(outcome.name).observe(since_publish)
+        log.info(
+            f"command {outcome.status.value}",
+            command_id=str(outcome.command_id),
+            request_id=header_text(message.headers, HEADER_REQUEST_ID),
+            command=outcome.name,
+            status=outcome.status.value,
+            code=outcome.code.value,
+            resource_id=outcome.resource_id,
+            latency_ms=round(latency * 1000, 2),
+        )
