@@ -1,5 +1,6 @@
 """Passwords (argon2id, hashed off the event loop, bounded) and access tokens (JWT, HS256 pinned)."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -34,6 +35,14 @@ class Passwords:
             password = password + "\x00"  # never matches the dummy
         return await anyio.to_thread.run_sync(_verify, hashed, password, limiter=self._limiter)
 
+    @staticmethod
+    def needs_rehash(hashed: str) -> bool:
+        """True when a stored hash was made with other parameters than ours (then rehash on login)."""
+        try:
+            return _hasher.check_needs_rehash(hashed)
+        except InvalidHashError:
+            return True
+
 
 def _verify(hashed: str, password: str) -> bool:
     try:
@@ -54,8 +63,26 @@ def create_access_token(user_id: int, settings: Settings) -> str:
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
+_verified: dict[tuple[str, str], tuple[int, float]] = {}  # (token, secret) -> (user id, exp)
+VERIFIED_MAX = 10_000
+
+
 def user_id_from_token(token: str, settings: Settings) -> int:
-    """The user id of a valid token; raises jwt.InvalidTokenError for anything else."""
+    """The user id of a valid token; raises jwt.InvalidTokenError for anything else.
+
+    A token verified before is not verified again until it expires (the signature cannot change).
+    """
+    known = _verified.get((token, settings.secret_key))
+    if known is not None and time.time() <= known[1] + CLOCK_LEEWAY_S:
+        return known[0]
+    user_id, expires = _verify_token(token, settings)
+    if len(_verified) >= VERIFIED_MAX:
+        _verified.clear()
+    _verified[(token, settings.secret_key)] = (user_id, expires)
+    return user_id
+
+
+def _verify_token(token: str, settings: Settings) -> tuple[int, float]:
     claims = jwt.decode(
         token,
         settings.secret_key,
@@ -68,4 +95,4 @@ def user_id_from_token(token: str, settings: Settings) -> int:
     subject = str(claims["sub"])
     if not subject.isdigit():
         raise jwt.InvalidTokenError("sub is not a user id")
-    return int(subject)
+    return int(subject), float(claims["exp"])

@@ -104,10 +104,21 @@ ensure_databases() {
   done
 }
 
+# Least-privilege roles (scripts/db-roles.sql): idempotent, and the default privileges cover the
+# tables that later migrations create.
+ensure_db_roles() {
+  local db
+  for db in "${DATABASES[@]}"; do
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" -XAtq -v ON_ERROR_STOP=1 -f "$HERE/db-roles.sql"
+  done
+  log "database roles opengovfood_owner, opengovfood_worker, opengovfood_gateway: granted"
+}
+
 ensure_postgres
 ensure_rabbitmq
 ensure_plugins
 ensure_vhost
 "$HERE/replica.sh"
 ensure_databases
+ensure_db_roles
 log "all services ready"

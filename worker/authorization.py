@@ -1,23 +1,43 @@
-"""Who may act on whose objects. The worker decides again; it does not trust the gateway for this."""
+"""Who may act on whose objects. The worker decides again; it does not trust the gateway for this.
+
+A user actor can only be asserted by the gateway's RabbitMQ user (the validated `user-id`
+property, see worker/envelope.py). Any other publisher is a service and acts as itself, within the
+grant configured for it in SERVICE_GRANTS (command names, owners, deactivation).
+"""
 
 from shared.contracts.commands import CommandName
+from shared.settings import ServiceGrant, get_settings
 from worker.envelope import Envelope
 
 
 def may_act_for(envelope: Envelope, owner_id: int) -> bool:
     """May this command's actor change what belongs to user `owner_id`?
 
-    A user actor (asserted by the gateway) acts only on their own objects. Services act on nobody's
-    objects until granted (see the security issue: grants by command type and owner).
+    A user actor acts only on their own objects; a service only with this command name granted
+    and the owner among its granted owners ("*": any).
     """
     actor = envelope.actor
-    return actor.kind == "user" and actor.user_id == owner_id
+    if actor.kind == "user":
+        return actor.user_id == owner_id
+    grant = _grant(envelope, envelope.name)
+    return grant is not None and (grant.owners == "*" or owner_id in grant.owners)
 
 
 def may_create_users(envelope: Envelope) -> bool:
     """Sign-up comes through the gateway (anonymous or a user); services need a grant."""
-    return envelope.actor.kind in ("anonymous", "user") or _service_granted(envelope, CommandName.USER_CREATE)
+    return envelope.actor.kind in ("anonymous", "user") or _grant(envelope, CommandName.USER_CREATE) is not None
 
 
-def _service_granted(envelope: Envelope, name: CommandName) -> bool:
-    return False
+def may_deactivate(envelope: Envelope) -> bool:
+    """Only a service granted it may set `is_active`; an HTTP caller (a user actor) never may."""
+    grant = _grant(envelope, CommandName.USER_UPDATE)
+    return grant is not None and grant.may_deactivate
+
+
+def _grant(envelope: Envelope, name: CommandName) -> ServiceGrant | None:
+    """The service's grant if it covers command `name`; None for users and ungranted services."""
+    actor = envelope.actor
+    if actor.kind != "service" or actor.service is None:
+        return None
+    grant = get_settings().service_grants.get(actor.service)
+    return grant if grant is not None and name.value in grant.commands else None

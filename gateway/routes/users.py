@@ -6,8 +6,9 @@ from fastapi import APIRouter, Response, status
 
 from gateway import repository
 from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
+from gateway.idempotency import IdempotencyKeyDep, idempotent
 from gateway.problems import Problem
-from gateway.schemas import Accepted, UserCreate, UserRead, UserUpdateMe
+from gateway.schemas import Accepted, PasswordChange, UserCreate, UserRead, UserUpdateMe
 from gateway.writes import Resource, dispatch
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
 from shared.contracts.headers import Actor
@@ -26,7 +27,7 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "descripti
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses={201: {"model": UserRead}, **ACCEPTED})
-async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep) -> Response:
+async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep) -> Response:
     """Sign up: the password is hashed here (argon2id) and only the hash is published."""
     command = CreateUser(
         email=body.email,
@@ -36,6 +37,7 @@ async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep) 
     return await dispatch(
         services, CommandName.USER_CREATE, command,
         actor=Actor.anonymous(), owner_key=body.email, wait_s=wait, resource=USER,
+        idempotent=idempotent(services.settings.secret_key, f"signup:{body.email}", key, "POST /users", body),
     )  # fmt: skip
 
 
@@ -53,11 +55,27 @@ async def read_user(user_id: int, user: CurrentUser) -> UserRead:
 
 
 @router.patch("/me", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": UserRead}, **ACCEPTED})
-async def update_me(body: UserUpdateMe, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep) -> Response:
-    changes = body.model_dump(exclude_unset=True)
-    if (password := changes.pop("password", None)) is not None:
-        changes["hashed_password"] = await services.passwords.hash(password)
-    command = UpdateUser(user_id=user.id, **changes)
+async def update_me(
+    body: UserUpdateMe, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
+) -> Response:
+    command = UpdateUser(user_id=user.id, **body.model_dump(exclude_unset=True))
+    return await dispatch(
+        services, CommandName.USER_UPDATE, command,
+        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
+        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "PATCH /users/me", body),
+    )  # fmt: skip
+
+
+@router.put("/me/password", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": UserRead}, **ACCEPTED})
+async def change_password(
+    body: PasswordChange, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep
+) -> Response:
+    """Change the password: the current one must be right (403), the new one must differ (400)."""
+    if not await services.passwords.verify(user.hashed_password, body.current_password):
+        raise Problem(403, "the current password is not correct")
+    if body.new_password == body.current_password:
+        raise Problem(400, "the new password must differ from the current one")
+    command = UpdateUser(user_id=user.id, hashed_password=await services.passwords.hash(body.new_password))
     return await dispatch(
         services, CommandName.USER_UPDATE, command,
         actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
@@ -65,9 +83,10 @@ async def update_me(body: UserUpdateMe, user: CurrentUser, services: ServicesDep
 
 
 @router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
-async def delete_me(user: CurrentUser, services: ServicesDep, wait: PreferWaitDep) -> Response:
+async def delete_me(user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep) -> Response:
     """Delete the caller and, by cascade, all their items."""
     return await dispatch(
         services, CommandName.USER_DELETE, DeleteUser(user_id=user.id),
         actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
+        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "DELETE /users/me", None),
     )  # fmt: skip

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.commands import CreateUser, DeleteUser, UpdateUser
 from shared.contracts.outcomes import OutcomeCode
 from worker import repository
-from worker.authorization import may_act_for, may_create_users
+from worker.authorization import may_act_for, may_create_users, may_deactivate
 from worker.envelope import Envelope
 from worker.handlers.result import Result, applied, audit_changes, rejected
 
@@ -29,6 +29,8 @@ async def update_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")
     values = body.model_dump(exclude_unset=True, exclude={"user_id"})
+    if "is_active" in values and not may_deactivate(envelope):
+        return rejected(OutcomeCode.FORBIDDEN, "this actor may not change is_active")
     if "email" in values and await repository.email_taken(conn, values["email"]):
         return rejected(OutcomeCode.EMAIL_TAKEN, "a user with this email already exists")
     if values:

@@ -1,0 +1,124 @@
+"""Forged, expired and orphaned tokens are 401; a write with one publishes nothing."""
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+
+from shared.provisioning import service_user
+from shared.settings import ServiceGrant
+from tests import settings as test_settings
+from tests.security.helpers import command, outcome_of, provision, publish_as, tap_everything
+from tests.support.api import PASSWORD, WAIT, sign_up
+from tests.support.bus import command_message, publish
+from tests.support.polling import eventually
+
+SECRET = test_settings.ENV["SECRET_KEY"]
+ISSUER, AUDIENCE = "opengovfood", "opengovfood-api"
+
+
+def _claims(user_id: int, **changes: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5), "iss": ISSUER, "aud": AUDIENCE,
+    }  # fmt: skip
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def _unsigned(claims: dict[str, Any], alg: str = "none") -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data, default=str).encode()).rstrip(b"=").decode()
+
+    payload = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims.items()}
+    return f"{part({'alg': alg, 'typ': 'JWT'})}.{part(payload)}."
+
+
+def forged_tokens(user_id: int) -> dict[str, str]:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    return {
+        "alg none": _unsigned(_claims(user_id)),
+        "alg none, upper case": _unsigned(_claims(user_id), alg="NONE"),
+        "wrong secret": jwt.encode(_claims(user_id), "another-secret-of-the-same-length-0123456789abcdef", "HS256"),
+        "other algorithm, right secret": jwt.encode(_claims(user_id), SECRET, "HS384"),
+        "expired": jwt.encode(_claims(user_id, iat=past - timedelta(hours=1), exp=past), SECRET, "HS256"),
+        "wrong audience": jwt.encode(_claims(user_id, aud="another-api"), SECRET, "HS256"),
+        "wrong issuer": jwt.encode(_claims(user_id, iss="evil"), SECRET, "HS256"),
+        "no sub": jwt.encode(_claims(user_id, sub=None), SECRET, "HS256"),
+        "no exp": jwt.encode(_claims(user_id, exp=None), SECRET, "HS256"),
+        "no iat": jwt.encode(_claims(user_id, iat=None), SECRET, "HS256"),
+        "no aud": jwt.encode(_claims(user_id, aud=None), SECRET, "HS256"),
+        "no iss": jwt.encode(_claims(user_id, iss=None), SECRET, "HS256"),
+        "sub not a user id": jwt.encode(_claims(user_id, sub="admin"), SECRET, "HS256"),
+        "not a jwt": "not-a-token",
+    }
+
+
+async def test_forged_tokens_are_401_and_writes_with_them_publish_nothing(http: httpx.AsyncClient) -> None:
+    victim = await sign_up(http)
+    async with tap_everything() as tap:
+        for name, token in forged_tokens(victim.id).items():
+            headers = {"Authorization": f"Bearer {token}"}
+            read = await http.get("/api/v1/users/me", headers=headers)
+            write = await http.post("/api/v1/items", json={"title": "forged"}, headers=headers)
+            assert (read.status_code, write.status_code) == (401, 401), name
+            assert read.headers["www-authenticate"] == "Bearer"
+        assert await tap.count() == 0
+    assert (await http.get("/api/v1/users/me", headers=victim.headers)).status_code == 200  # the real one works
+
+
+async def test_the_token_of_a_deleted_user_is_401_once_the_deletion_is_applied(http: httpx.AsyncClient) -> None:
+    client = await sign_up(http)
+    deleted = await http.delete("/api/v1/users/me", headers={**client.headers, **WAIT})
+    assert deleted.status_code == 204
+    await eventually(
+        lambda: http.get("/api/v1/users/me", headers=client.headers), lambda answer: answer.status_code == 401
+    )
+    answer = await http.post("/api/v1/items", json={"title": "ghost"}, headers=client.headers)
+    assert answer.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def deactivator(stack: object) -> Any:
+    grant = ServiceGrant.model_validate(test_settings.SERVICE_GRANTS[test_settings.SERVICE_WRITER])
+    return provision(service_user(test_settings.SERVICE_WRITER, grant))
+
+
+async def test_the_token_of_a_user_deactivated_by_a_granted_service_is_401(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, deactivator: Any
+) -> None:
+    client = await sign_up(http)
+    command_id, message = command(
+        {"user_id": client.id, "is_active": False}, user_id=deactivator.name, owner=str(client.id)
+    )
+    await publish_as(deactivator, "user.update", message)
+    outcome = await outcome_of(primary, command_id)
+    assert (outcome["status"], outcome["actor"]) == ("applied", f"service:{deactivator.name}")
+    await eventually(
+        lambda: http.get("/api/v1/users/me", headers=client.headers), lambda answer: answer.status_code == 401
+    )
+    login = await http.post("/api/v1/login/access-token", data={"username": client.email, "password": "x" * 8})
+    assert login.status_code == 401  # a wrong password says nothing more
+    login = await http.post("/api/v1/login/access-token", data={"username": client.email, "password": PASSWORD})
+    assert login.status_code == 403  # the right one: the account is inactive
+
+
+async def test_a_user_cannot_deactivate_or_reactivate_through_the_api_or_the_bus(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    client = await sign_up(http)
+    answer = await http.patch("/api/v1/users/me", json={"is_active": False}, headers=client.headers)
+    assert answer.status_code == 422
+    # Even a command asserting the user as actor (as the gateway would) may not set is_active.
+    body = {"user_id": client.id, "is_active": False}
+    message = command_message(body, actor=f"user:{client.id}", owner=str(client.id))
+    await publish([("user.update", message)])
+    outcome = await outcome_of(primary, uuid.UUID(message.message_id))
+    assert (outcome["status"], outcome["code"]) == ("rejected", "forbidden")
+    assert await primary.fetchval('SELECT is_active FROM "user" WHERE id = $1', client.id) is True
