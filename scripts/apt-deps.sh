@@ -4,6 +4,7 @@ set -euo pipefail
 
 # command -> Debian package. postgresql-contrib extras ship with the server on Debian 12.
 declare -A WANTED=(
+  [wrk]=wrk  # load generator of `make bench`
   [docker-compose]=docker-compose
 )
 

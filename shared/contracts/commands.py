@@ -2,11 +2,11 @@
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from shared.contracts.base import CommandBody as CommandBody  # re-exported: every body derives from it
+from shared.contracts.fields import Description, Email, ETag, FullName, Id, PasswordHash, Status, Title
+from shared.contracts.imports import ImportChunk
 
-from shared.contracts.fields import Description, Email, FullName, Id, PasswordHash, Status, Title
-
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the previous one (1) is still accepted: see shared/contracts/versions.py
 
 
 class CommandName(StrEnum):
@@ -18,12 +18,7 @@ class CommandName(StrEnum):
     ITEM_CREATE = "item.create"
     ITEM_UPDATE = "item.update"
     ITEM_DELETE = "item.delete"
-
-
-class CommandBody(BaseModel):
-    """Base of every command body: immutable, unknown fields refused."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ITEM_IMPORT = "item.import"
 
 
 class CreateUser(CommandBody):
@@ -39,6 +34,7 @@ class UpdateUser(CommandBody):
     email: Email | None = None
     full_name: FullName | None = None
     hashed_password: PasswordHash | None = None
+    is_active: bool | None = None  # honoured only from a service granted may_deactivate
 
 
 class DeleteUser(CommandBody):
@@ -59,10 +55,12 @@ class UpdateItem(CommandBody):
     title: Title | None = None
     description: Description | None = None
     status: Status | None = None
+    if_match: ETag | None = None  # apply only if the item's ETag is still this one
 
 
 class DeleteItem(CommandBody):
     item_id: Id
+    if_match: ETag | None = None
 
 
 COMMAND_BODIES: dict[CommandName, type[CommandBody]] = {
@@ -72,4 +70,5 @@ COMMAND_BODIES: dict[CommandName, type[CommandBody]] = {
     CommandName.ITEM_CREATE: CreateItem,
     CommandName.ITEM_UPDATE: UpdateItem,
     CommandName.ITEM_DELETE: DeleteItem,
+    CommandName.ITEM_IMPORT: ImportChunk,
 }

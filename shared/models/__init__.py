@@ -2,8 +2,19 @@
 
 from shared.models.base import Base
 from shared.models.command import Command, CommandStatus
+from shared.models.import_job import ImportJob, ImportState
 from shared.models.item import Item, ItemStatus
 from shared.models.outbox import OutboxEvent
 from shared.models.user import User
 
-__all__ = ["Base", "Command", "CommandStatus", "Item", "ItemStatus", "OutboxEvent", "User"]
+__all__ = [
+    "Base",
+    "Command",
+    "CommandStatus",
+    "ImportJob",
+    "ImportState",
+    "Item",
+    "ItemStatus",
+    "OutboxEvent",
+    "User",
+]

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.commands import CommandName
 from worker.envelope import Envelope
-from worker.handlers import items, users
+from worker.handlers import imports, items, users
 from worker.handlers.result import Result
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[Result]]
@@ -18,4 +18,5 @@ HANDLERS: dict[CommandName, Handler] = {
     CommandName.ITEM_CREATE: items.create_item,
     CommandName.ITEM_UPDATE: items.update_item,
     CommandName.ITEM_DELETE: items.delete_item,
+    CommandName.ITEM_IMPORT: imports.import_items,
 }

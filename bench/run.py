@@ -1,0 +1,305 @@
+"""`make bench` (`python -m bench.run [--quick]`): start the system on its own database and vhost,
+load it, and print one table beside raw baselines measured in the same run."""
+
+import os
+
+os.environ.setdefault("TEST_DATABASE", "ogf_bench")
+os.environ.setdefault("TEST_VHOST", "ogf_bench")
+
+from tests import settings as test_settings  # noqa: E402
+
+test_settings.apply()  # before anything reads the settings
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import aio_pika  # noqa: E402
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+
+from bench import baselines  # noqa: E402
+from bench.load import load  # noqa: E402
+from bench.report import Table  # noqa: E402
+from gateway.security import create_access_token  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+from shared.topology import COMMANDS_EXCHANGE_NAME  # noqa: E402
+from tests.support.bus import command_message  # noqa: E402
+from tests.support.database import ROOT, reset_database, wait_for_replica  # noqa: E402
+from tests.support.processes import Gateway, Worker  # noqa: E402
+from tests.support.rabbit import reset_vhost  # noqa: E402
+
+HASH = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0$YmVuY2hiZW5jaGJlbmNoYmVuY2g"
+# 64 users share the load: a per-user limit that is never reached here (a huge one makes the
+# in-memory moving window itself slow: it keeps one entry per hit).
+GATEWAY_ENV = {"WRITE_RATE_PER_CALLER": "500/second", "DB_POOL_SIZE": "20"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    load_s: float
+    raw_s: float
+    bus_messages: int
+    imports: tuple[int, ...]
+
+
+FULL = Sizes(load_s=10, raw_s=3, bus_messages=20_000, imports=(100_000, 1_000_000))
+QUICK = Sizes(load_s=3, raw_s=1, bus_messages=5_000, imports=(20_000, 100_000))
+
+
+def peak_mib(pid: int) -> float:
+    """VmHWM: the process's peak resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def create_users(count: int) -> list[int]:
+    conn = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        rows = await conn.fetch(
+            'INSERT INTO "user" (email, hashed_password, full_name, is_active) '
+            "SELECT 'bench-' || n || '@example.org', $1, 'Bench ' || n, true FROM generate_series(1, $2) AS n "
+            "RETURNING id",
+            HASH,
+            count,
+        )
+    finally:
+        await conn.close()
+    return sorted(row["id"] for row in rows)
+
+
+async def count_items(owners: list[int]) -> int:
+    conn = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM item WHERE owner_id = ANY($1)", owners))
+    finally:
+        await conn.close()
+
+
+async def wait_applied(owners: list[int], expected: int, deadline_s: float = 300.0) -> float:
+    """Poll until the owners have `expected` items; the moment that happened (perf_counter)."""
+    end = time.perf_counter() + deadline_s
+    while (found := await count_items(owners)) < expected:
+        if time.perf_counter() > end:
+            raise TimeoutError(f"only {found} of {expected} applied")
+        await asyncio.sleep(0.05)
+    return time.perf_counter()
+
+
+async def settled(
+    owners: list[int], at_least: int, quiet_s: float = 1.0, deadline_s: float = 300.0
+) -> tuple[int, float]:
+    """Poll until the owners have at least `at_least` items and no more arrive for `quiet_s`:
+    (items, when the last one arrived)."""
+    end = time.perf_counter() + deadline_s
+    count, changed = await count_items(owners), time.perf_counter()
+    while count < at_least or time.perf_counter() - changed < quiet_s:
+        if time.perf_counter() > end:
+            raise TimeoutError(f"only {count} of {at_least} applied")
+        await asyncio.sleep(0.05)
+        if (now := await count_items(owners)) != count:
+            count, changed = now, time.perf_counter()
+    return count, changed
+
+
+async def raw_baselines(table: Table, sizes: Sizes, owner: int) -> dict[str, float]:
+    dsn, url = test_settings.PRIMARY_DSN, test_settings.RABBIT_URL
+    raw = {
+        "single": await baselines.insert_per_transaction(dsn, owner, sizes.raw_s),
+        "many": await baselines.executemany(dsn, owner, sizes.raw_s),
+        "copy": await baselines.copy(dsn, owner, sizes.raw_s),
+        "publish": await baselines.publish(url, sizes.bus_messages, owner),
+        "pipeline": await baselines.consume_with_group_commit(url, dsn, sizes.bus_messages, owner),
+    }
+    table.add("raw: asyncpg INSERT, one per transaction", raw["single"], "rows/s")
+    table.add("raw: asyncpg executemany, 1,000 rows/tx", raw["many"], "rows/s")
+    table.add("raw: asyncpg COPY", raw["copy"], "rows/s")
+    table.add("raw: aio-pika publish, confirms, 1,000 in flight", raw["publish"], "msg/s")
+    table.add("raw: aio-pika consumer + group commit, e2e", raw["pipeline"], "rows/s")
+    return raw
+
+
+async def http_writes(table: Table, sizes: Sizes, url: str, owners: list[int], pipeline: float, c: int) -> None:
+    settings = get_settings()
+    tokens = [create_access_token(owner, settings) for owner in owners]
+    body = json.dumps({"title": f"bench http c{c}"})
+    start = time.perf_counter()
+    result = await load(url, "POST", ["/api/v1/items"], tokens, body=body, concurrency=c, seconds=sizes.load_s)
+    backlog = result.ok - await count_items(owners)
+    applied, last = await settled(owners, result.ok)
+    name = f"HTTP POST /items c={c}"
+    table.add(f"{name}: accepted", result.ok_per_s, "req/s", target="≥ 1,500 at c=64" if c == 64 else "")
+    table.add(
+        f"{name}: applied (rows in DB)", applied / (last - start), "rows/s",
+        baseline="bare pipeline", baseline_value=pipeline,
+    )  # fmt: skip
+    table.add(f"{name}: accept p50", result.p50_ms, "ms")
+    table.add(f"{name}: accept p99", result.p99_ms, "ms", target="≤ 50 ms at c=16" if c == 16 else "")
+    table.notes.append(
+        f"c={c}: {result.requests:,} answers, {result.ok:,} 2xx, {result.requests - result.ok:,} other "
+        f"(503: not confirmed in PUBLISH_TIMEOUT); {applied:,} rows applied; backlog at the end of the "
+        f"{sizes.load_s:.0f} s window {max(backlog, 0):,}, "
+        f"last row {last - start - result.seconds:.1f} s after it; load by {result.tool}"
+    )
+
+
+async def bus_commands(table: Table, sizes: Sizes, owners: list[int], pipeline: float) -> None:
+    """item.create published straight onto the bus as the gateway's user, 1,000 in flight."""
+    connection = await aio_pika.connect(test_settings.RABBIT_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
+        window = asyncio.Semaphore(1_000)
+
+        async def one(n: int) -> None:
+            owner = owners[n % len(owners)]
+            message = command_message(
+                {"owner_id": owner, "title": "bench bus"}, actor=f"user:{owner}", owner=str(owner)
+            )
+            async with window:
+                await exchange.publish(message, routing_key="item.create", mandatory=True)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(sizes.bus_messages)))
+        published = time.perf_counter()
+    done = await wait_applied(owners, sizes.bus_messages)
+    rate = sizes.bus_messages / (done - start)
+    table.add(
+        f"bus item.create x{sizes.bus_messages:,}: applied", rate, "rows/s",
+        baseline="bare pipeline", baseline_value=pipeline, target="≥ 0.50×",
+    )  # fmt: skip
+    table.notes.append(f"bus: published in {published - start:.1f} s, all applied after {done - start:.1f} s")
+
+
+async def finished(import_id: uuid.UUID) -> asyncpg.Record:
+    """The import job once it is completed."""
+    conn = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        while True:
+            job = await conn.fetchrow("SELECT * FROM import_job WHERE id = $1", import_id)
+            if job is not None and job["state"] == "completed":
+                return job
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w") as file:
+        file.write("title,description,status\n")
+        for n in range(rows):
+            file.write(f"imported item {n},row {n} of the bench,{'pending' if n % 2 else 'in_progress'}\n")
+
+
+async def _file_parts(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:  # noqa: ASYNC230 (64 KiB reads from the page cache)
+        while part := file.read(65536):
+            yield part
+
+
+async def imports(table: Table, url: str, owner: int, rows: int, copy_rate: float, worker: "BenchWorker") -> None:
+    """Upload a CSV of `rows` rows; compared with a raw COPY of as many rows into the same table, just before."""
+    if copy_rate == 0:
+        copy_rate = await baselines.copy_rows(test_settings.PRIMARY_DSN, owner, rows)
+        table.add(f"raw: asyncpg COPY of {rows:,} rows (same table, just before)", copy_rate, "rows/s")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "items.csv"
+        write_csv(path, rows)
+        size_mib = path.stat().st_size / 2**20
+        headers = {"Authorization": f"Bearer {create_access_token(owner, get_settings())}", "Content-Type": "text/csv"}
+        start = time.perf_counter()
+        async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+            response = await http.post("/api/v1/imports", content=_file_parts(path), headers=headers)
+        response.raise_for_status()
+        accepted = time.perf_counter()
+    import_id = uuid.UUID(response.json()["import_id"])
+    job = await finished(import_id)
+    done = time.perf_counter()
+    assert job["applied"] == rows, dict(job)
+    table.add(
+        f"import {rows:,} rows (HTTP upload, CSV {size_mib:.0f} MiB)", rows / (done - start), "rows/s",
+        baseline=f"raw COPY {rows:,}", baseline_value=copy_rate, target="≥ 0.50× at 1M" if rows >= 1_000_000 else "",
+    )  # fmt: skip
+    table.notes.append(
+        f"import {rows:,}: upload answered 202 after {accepted - start:.1f} s, completed after {done - start:.1f} s; "
+        f"worker peak so far {peak_mib(worker.pid):.0f} MiB"
+    )
+
+
+async def reads(table: Table, sizes: Sizes, url: str, owner: int) -> None:
+    conn = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        await conn.copy_records_to_table(
+            "item",
+            records=[(f"read {n}", "pending", owner) for n in range(1_000)],
+            columns=["title", "status", "owner_id"],
+        )
+        ids = [row["id"] for row in await conn.fetch("SELECT id FROM item WHERE owner_id = $1", owner)]
+    finally:
+        await conn.close()
+    await wait_for_replica()
+    raw = await baselines.point_reads(test_settings.REPLICA_DSN, [(i, owner) for i in ids], sizes.load_s)
+    table.add("raw: asyncpg point read on the replica, 16 conns", raw, "reads/s")
+    token = [create_access_token(owner, get_settings())]
+    one = await load(url, "GET", [f"/api/v1/items/{i}" for i in ids], token, concurrency=16, seconds=sizes.load_s)
+    page = await load(url, "GET", ["/api/v1/items?limit=20"], token, concurrency=16, seconds=sizes.load_s)
+    for name, result in (("GET /items/{id} c=16", one), ("GET /items?limit=20 c=16", page)):
+        table.add(f"{name}", result.ok_per_s, "req/s", baseline="raw point read", baseline_value=raw)
+        table.add(f"{name}: p50 / p99", result.p50_ms, "ms", target=f"p99 {result.p99_ms:.1f} ms")
+
+
+class BenchWorker(Worker):
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+async def main(sizes: Sizes) -> Table:
+    table = Table()
+    await reset_database()
+    await reset_vhost()
+    users = await create_users(200)
+    raw = await raw_baselines(table, sizes, users[0])
+    worker, gateway = BenchWorker(), Gateway(GATEWAY_ENV)
+    worker.start()
+    try:
+        gateway.start()
+        for c, owners in ((16, users[1:65]), (64, users[65:129])):
+            await http_writes(table, sizes, gateway.url, owners, raw["pipeline"], c)
+        await bus_commands(table, sizes, users[129:193], raw["pipeline"])
+        for n, rows in enumerate(sizes.imports):
+            await imports(table, gateway.url, users[193 + n], rows, 0, worker)
+        await reads(table, sizes, gateway.url, users[199])
+        table.add("worker peak memory (VmHWM)", peak_mib(worker.pid), "MiB", target="≤ 300 MiB")
+        assert gateway.process is not None
+        table.add("gateway peak memory (VmHWM)", peak_mib(gateway.process.pid), "MiB")
+    finally:
+        gateway.stop()
+        worker.stop()
+    return table
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
+    args = parser.parse_args()
+    subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, capture_output=True)
+    started = time.perf_counter()
+    table = asyncio.run(main(QUICK if args.quick else FULL))
+    print(table.render())
+    print(f"  ({time.perf_counter() - started:.0f} s; database {test_settings.DATABASE}, vhost {test_settings.VHOST}; "
+          f"logs in .test-logs/{test_settings.DATABASE}/)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,133 @@
+"""Imports over HTTP: a streamed JSON Lines upload, its progress, and who may see it."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.imports.support import finished_job, jsonl
+from tests.support.api import Client, sign_up
+from tests.support.polling import eventually
+from tests.support.processes import Gateway
+from tests.support.tap import tap_commands
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def _lines(count: int) -> tuple[list[object], dict[int, str]]:
+    """JSON Lines with a few kinds of bad line; returns the lines and {line number: reason prefix}."""
+    lines: list[object] = [{"title": f"line {n}", "status": "in_progress"} for n in range(1, count + 1)]
+    lines[4] = '{"title": "broken'
+    lines[9] = {"title": "extra", "owner_id": 1}
+    lines[1499] = {"title": "x" * 101}
+    lines[2000] = ["not", "an", "object"]
+    lines[2400] = {"title": "ok", "status": "done"}
+    lines[2401] = ""  # blank lines are skipped, their number still counts
+    bad = {
+        5: "not valid JSON",
+        10: "unknown field(s): owner_id",
+        1500: "title",
+        2001: "not a JSON object",
+        2401: "status",
+    }
+    return lines, bad
+
+
+async def _in_pieces(data: bytes, size: int = 4096) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+        await asyncio.sleep(0)
+
+
+async def test_a_streamed_json_lines_upload_is_imported(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
+    owner = await sign_up(http)
+    lines, bad = _lines(2_500)
+    response = await http.post(
+        "/api/v1/imports", content=_in_pieces(jsonl(lines)), headers={**owner.headers, **NDJSON}
+    )  # chunked transfer: no Content-Length, the gateway streams it to disk
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert (accepted["rows"], accepted["chunks"], accepted["state"]) == (2_499, 3, "pending")
+    assert response.headers["Location"] == f"/api/v1/imports/{accepted['import_id']}"
+
+    await finished_job(primary, uuid.UUID(accepted["import_id"]))
+    status = await eventually(
+        lambda: http.get(response.headers["Location"], headers=owner.headers),
+        lambda r: r.status_code == 200 and r.json()["state"] == "completed",
+    )
+    shown = status.json()
+    assert (shown["applied"], shown["rejected"], shown["chunks_done"], shown["total_chunks"]) == (2_494, 5, 3, 3)
+    assert [e["row"] for e in shown["errors"]] == sorted(bad)
+    for error in shown["errors"]:
+        assert error["error"].startswith(bad[error["row"]]), error
+    listed = await http.get("/api/v1/items?limit=1", headers=owner.headers)
+    assert listed.json()["count"] == 2_494
+
+
+async def test_another_users_import_is_404(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
+    alice, bob = await sign_up(http), await sign_up(http)
+    response = await http.post(
+        "/api/v1/imports", content=jsonl([{"title": "mine"}]), headers={**alice.headers, **NDJSON}
+    )
+    assert response.status_code == 202
+    await finished_job(primary, uuid.UUID(response.json()["import_id"]))
+    location = response.headers["Location"]
+    assert (await http.get(location, headers=alice.headers)).json()["applied"] == 1
+    foreign = await http.get(location, headers=bob.headers)
+    assert foreign.status_code == 404
+    assert foreign.headers["content-type"] == "application/problem+json"
+    unknown = await http.get(f"/api/v1/imports/{uuid.uuid4()}", headers=alice.headers)
+    assert unknown.json()["state"] == "pending"  # like a command: nothing applied yet (or never sent)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "reason"),
+    [
+        ("application/json", b'{"title": "x"}', 415, "text/csv"),
+        ("text/csv", b"name,colour\nx,red\n", 422, "header"),
+        ("text/csv", b"title\n", 422, "no rows"),
+        ("application/x-ndjson", b"\xff\xfe not utf-8\n", 422, "unreadable"),
+    ],
+)
+async def test_an_unusable_upload_is_refused_and_nothing_is_published(
+    http: httpx.AsyncClient, content_type: str, body: bytes, status: int, reason: str
+) -> None:
+    owner = await sign_up(http)
+    async with tap_commands() as tap:
+        response = await http.post(
+            "/api/v1/imports", content=body, headers={**owner.headers, "Content-Type": content_type}
+        )
+        assert response.status_code == status, response.text
+        assert reason in response.json()["detail"]
+        assert await tap.count() == 0
+
+
+async def test_an_upload_past_its_own_cap_is_413_and_nothing_is_published(http: httpx.AsyncClient) -> None:
+    owner: Client = await sign_up(http)
+    small = Gateway(env={"MAX_IMPORT_BYTES": "2048"})
+    await asyncio.to_thread(small.start)
+    try:
+        async with httpx.AsyncClient(base_url=small.url, timeout=30) as client, tap_commands() as tap:
+            headers = {**owner.headers, **NDJSON}
+            big = jsonl([{"title": f"t{n}"} for n in range(500)])
+            declared = await client.post("/api/v1/imports", content=big, headers=headers)
+            assert declared.status_code == 413
+            # Chunked, no Content-Length: refused while it streams. The gateway answers before the
+            # body ends and closes the connection, so a client still sending may only see the close.
+            try:
+                streamed = await client.post("/api/v1/imports", content=_in_pieces(big, 1024), headers=headers)
+                assert streamed.status_code == 413
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                pass
+            assert await tap.count() == 0
+            fits = jsonl([{"title": f"t{n}"} for n in range(100)])
+            assert len(fits) < 2048
+            async with httpx.AsyncClient(base_url=small.url, timeout=30) as fresh:  # the old connection was closed
+                accepted = await fresh.post("/api/v1/imports", content=_in_pieces(fits, 512), headers=headers)
+            assert accepted.status_code == 202
+            assert await tap.count() == 1
+    finally:
+        await asyncio.to_thread(small.stop)
