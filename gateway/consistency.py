@@ -10,6 +10,8 @@ from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import ReadSession, read_sessionmaker
 
@@ -120,3 +122,29 @@ async def replayed_position(session: ReadSession) -> str:
     """A token covering everything this session sees (on the primary: its current position)."""
     value = await session.scalar(text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text"))
     return str(value)
+
+
+class ConsistencyHeaders:
+    """ASGI middleware: echo the client's consistency token; say which database answered the reads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        noted: list[str] = []
+        served_by.set(noted)
+        token = Headers(scope=scope).get(TOKEN_HEADER)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if token and TOKEN_HEADER not in headers and message["status"] < 400:
+                    headers[TOKEN_HEADER] = token
+                if noted:
+                    headers[SERVED_BY_HEADER] = noted[-1]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -12,7 +12,9 @@ from gateway import repository
 from gateway.bus import CommandBus
 from gateway.consistency import Reads, parse_token
 from gateway.problems import Problem
+from gateway.recent_users import RecentUsers
 from gateway.security import Passwords, user_id_from_token
+from gateway.status import StatusProbe
 from shared.models import User
 from shared.settings import Settings
 
@@ -25,9 +27,11 @@ class Services:
     bus: CommandBus
     reads: Reads
     passwords: Passwords
+    status: StatusProbe
+    users: RecentUsers
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -35,7 +39,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_consistency_token(
+async def get_consistency_token(
     x_consistency_token: Annotated[str | None, Header()] = None,
 ) -> int | None:
     if x_consistency_token is None:
@@ -51,7 +55,7 @@ TokenDep = Annotated[int | None, Depends(get_consistency_token)]
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
 
-def get_prefer_wait(services: ServicesDep, prefer: Annotated[str | None, Header()] = None) -> float | None:
+async def get_prefer_wait(services: ServicesDep, prefer: Annotated[str | None, Header()] = None) -> float | None:
     """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
     match = _PREFER_WAIT.search(prefer or "")
     if not match:
@@ -73,9 +77,12 @@ async def get_current_user(
         user_id = user_id_from_token(access_token, services.settings)
     except jwt.InvalidTokenError:
         raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
+    if token is None and (recent := services.users.get(user_id)) is not None:
+        return recent
     user = await services.reads.find(token, lambda session: repository.get_user(session, user_id))
     if user is None or user.is_active is False:
         raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
+    services.users.remember(user)
     return user
 
 

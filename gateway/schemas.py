@@ -22,9 +22,17 @@ class UserCreate(Body):
 
 
 class UserUpdateMe(Body):
+    """The password is changed with PUT /users/me/password, which asks for the current one."""
+
     email: Email | None = None
     full_name: FullName | None = None
-    password: Password | None = Field(default=None, min_length=8, max_length=128)
+
+
+class PasswordChange(Body):
+    """PUT /users/me/password: the current password proves it is the user, not just their token."""
+
+    current_password: Password = Field(min_length=1, max_length=128)
+    new_password: Password = Field(min_length=8, max_length=128)
 
 
 class UserRead(BaseModel):
@@ -58,6 +66,7 @@ class ItemRead(BaseModel):
     description: str | None
     status: str
     owner_id: int
+    owner_full_name: str
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -65,6 +74,17 @@ class ItemRead(BaseModel):
 class ItemsPage(BaseModel):
     data: list[ItemRead]
     count: int
+    next_cursor: str | None = None
+
+
+class ItemStats(BaseModel):
+    """The caller's items counted per status."""
+
+    pending: int = 0
+    in_progress: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    total: int = 0
 
 
 class Accepted(BaseModel):

@@ -1,4 +1,6 @@
-"""Liveness and readiness of the gateway process."""
+"""Liveness, readiness (what the gateway itself needs) and the status of the whole system."""
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
@@ -6,6 +8,7 @@ from sqlalchemy import text
 from gateway.deps import ServicesDep
 
 router = APIRouter(prefix="/health", tags=["health"])
+EXPECTED_TABLES = ("user", "item", "command")
 
 
 @router.get("/live")
@@ -14,17 +17,39 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _has_tables(factory: Any) -> bool:
+    try:
+        async with factory() as session:
+            for table in EXPECTED_TABLES:
+                await session.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
+        return True
+    except Exception:
+        return False
+
+
 @router.get("/ready")
-async def ready(services: ServicesDep, response: Response) -> dict[str, object]:
-    """What the gateway needs to serve: the broker and the replica (and the primary for fallbacks)."""
-    checks: dict[str, bool] = {"broker": await services.bus.broker.ping(timeout=2.0)}
-    for name, factory in (("replica", services.reads.replica), ("primary", services.reads.primary)):
-        try:
-            async with factory() as session:
-                await session.execute(text("SELECT 1 FROM item LIMIT 1"))
-            checks[name] = True
-        except Exception:
-            checks[name] = False
+async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
+    """503 only when the broker, the replica or the primary (for fallbacks) is unreachable.
+
+    A stopped worker does not make the gateway unready: commands wait safely in their queues.
+    """
+    checks = {
+        "broker": await services.bus.broker.ping(timeout=2.0),
+        "replica": await _has_tables(services.reads.replica),
+        "primary": await _has_tables(services.reads.primary),
+    }
     healthy = all(checks.values())
     response.status_code = 200 if healthy else 503
-    return {"status": "ok" if healthy else "unavailable", "checks": checks}
+    lag = None
+    if checks["replica"] and checks["primary"]:
+        try:
+            lag = await services.status.replica_lag()
+        except Exception:
+            lag = None
+    return {"status": "ok" if healthy else "unavailable", "checks": checks, "replica_lag": lag}
+
+
+@router.get("/status")
+async def status(services: ServicesDep) -> dict[str, Any]:
+    """The whole system: replica lag, queue depth and consumers, dead letters; `degraded` or `ok`."""
+    return await services.status.report()

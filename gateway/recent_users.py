@@ -1,0 +1,31 @@
+"""The users this gateway process verified a moment ago: spares the replica a lookup per request."""
+
+import time
+
+from shared.models import User
+
+MAX_ENTRIES = 10_000
+
+
+class RecentUsers:
+    """Active users seen within `ttl_s`; a deletion or deactivation shows after at most ttl_s.
+
+    A request with an X-Consistency-Token never uses it: it reads at least up to that token.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._seen: dict[int, tuple[float, User]] = {}
+
+    def get(self, user_id: int) -> User | None:
+        entry = self._seen.get(user_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def remember(self, user: User) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._seen) >= MAX_ENTRIES:
+            self._seen.clear()
+        self._seen[user.id] = (time.monotonic() + self.ttl_s, user)

@@ -1,0 +1,93 @@
+"""What an operator asks of the whole system: replica lag, queue depths and consumers, dead letters."""
+
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.consistency import parse_token
+from shared.topology import DEAD_LETTER_QUEUE_NAME, partition_queue_name
+
+log = logging.getLogger(__name__)
+
+REPLICA_POSITIONS = text(
+    "SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
+    " pg_is_wal_replay_paused() AS paused"
+)
+
+
+class StatusProbe:
+    """Measures replica lag (bytes and seconds) and the command queues; one per gateway process."""
+
+    def __init__(
+        self, replica: AsyncEngine, primary: AsyncEngine, rabbit_url: str, partitions: int, max_lag_s: float
+    ) -> None:
+        self.replica = replica
+        self.primary = primary
+        self.has_replica = replica.url != primary.url and replica.dialect.name == "postgresql"
+        self.rabbit_url = rabbit_url
+        self.partitions = partitions
+        self.max_lag_s = max_lag_s
+        self._connection: AbstractRobustConnection | None = None
+
+    async def replica_lag(self) -> dict[str, Any]:
+        """Bytes the replica has not replayed yet, and seconds (zero when received == replayed)."""
+        if not self.has_replica:
+            return {"bytes": 0, "seconds": 0.0, "paused": False}
+        async with self.primary.connect() as conn:
+            current = str((await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one())
+        async with self.replica.connect() as conn:
+            row = (await conn.execute(REPLICA_POSITIONS)).one()
+        behind = max(0, parse_token(current) - parse_token(row.replayed))
+        caught_up = row.received == row.replayed or behind == 0
+        seconds = 0.0 if caught_up else float(row.since_replay or 0.0)
+        if seconds > self.max_lag_s:
+            log.warning("replica lag %.1fs, %d bytes behind the primary", seconds, behind)
+        return {"bytes": behind, "seconds": round(seconds, 3), "paused": bool(row.paused)}
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Depth and consumers of every partition queue and of the dead-letter queue."""
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect_robust(self.rabbit_url, timeout=5)
+        channel = await self._connection.channel()
+        try:
+            names = [partition_queue_name(p) for p in range(self.partitions)] + [DEAD_LETTER_QUEUE_NAME]
+            found = []
+            for name in names:
+                declared = (await channel.declare_queue(name, passive=True)).declaration_result
+                found.append({"name": name, "messages": declared.message_count, "consumers": declared.consumer_count})
+            return found
+        finally:
+            await channel.close()
+
+    async def report(self) -> dict[str, Any]:
+        """The whole system: `degraded` when the replica lags past the limit or a partition has no worker."""
+        problems = []
+        try:
+            lag: dict[str, Any] | None = await self.replica_lag()
+        except Exception as error:
+            lag, problems = None, [f"replica: {error!r}"]
+        try:
+            queues: list[dict[str, Any]] | None = await self.queues()
+        except Exception as error:
+            queues, problems = None, [*problems, f"broker: {error!r}"]
+        if lag is not None and lag["seconds"] > self.max_lag_s:
+            problems.append(f"replica lags {lag['seconds']}s (limit {self.max_lag_s}s)")
+        commands = [q for q in queues or [] if q["name"] != DEAD_LETTER_QUEUE_NAME]
+        problems += [f"no worker consumes {q['name']}" for q in commands if q["consumers"] == 0]
+        dead = [q["messages"] for q in queues or [] if q["name"] == DEAD_LETTER_QUEUE_NAME]
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "replica_lag": lag,
+            "command_queues": commands,
+            "dead_letters": dead[0] if dead else None,
+        }
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
