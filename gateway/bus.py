@@ -13,6 +13,7 @@ from faststream.rabbit import RabbitBroker
 from shared.contracts.commands import SCHEMA_VERSION, CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
+from shared.logging import trace_headers
 from shared.topology import (
     COMMANDS_EXCHANGE,
     HEADER_ACTOR,
@@ -56,12 +57,17 @@ class CommandBus:
         actor: Actor,
         owner_key: str,
         fingerprint: str | None = None,
+        reply: bool = False,
     ) -> None:
-        """Return once the broker has confirmed the command; raise BusUnavailable otherwise."""
+        """Return once the broker has confirmed the command; raise BusUnavailable otherwise.
+
+        With `reply`, the worker sends the outcome to this process's reply queue (for Prefer: wait).
+        """
         headers: dict[str, Any] = {
             HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
             HEADER_ACTOR: str(actor),
             HEADER_OWNER: owner_key,
+            **trace_headers(command_id),  # x-request-id: the HTTP request behind this command
         }
         if fingerprint:
             headers[HEADER_FINGERPRINT] = fingerprint
@@ -73,7 +79,7 @@ class CommandBus:
                     routing_key=name.value,
                     message_id=str(command_id),
                     correlation_id=str(command_id),
-                    reply_to=self.reply_queue,
+                    reply_to=self.reply_queue if reply else None,
                     user_id=self.user_id,
                     headers=headers,
                     persist=True,

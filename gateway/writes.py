@@ -9,9 +9,11 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from gateway import repository
 from gateway.bus import BusUnavailable
-from gateway.consistency import TOKEN_HEADER, parse_token
+from gateway.consistency import TOKEN_HEADER, parse_token, replayed_position
 from gateway.deps import Services
+from gateway.idempotency import IdempotentRequest
 from gateway.problems import problem_response
 from gateway.schemas import Accepted
 from shared.contracts.commands import CommandBody, CommandName
@@ -38,6 +40,7 @@ class Resource:
 
     path: Callable[[int], str]
     read: Callable[[ReadSession, int], Awaitable[BaseModel | None]]
+    etag: Callable[[BaseModel], str] | None = None
 
 
 def command_location(command_id: uuid.UUID) -> str:
@@ -53,12 +56,23 @@ async def dispatch(
     owner_key: str,
     wait_s: float | None,
     resource: Resource,
+    idempotent: IdempotentRequest | None = None,
 ) -> Response:
-    """Publish; answer 202 at once, or the outcome if it comes within `Prefer: wait`."""
-    command_id = uuid.uuid4()
+    """Publish; answer 202 at once, or the outcome if it comes within `Prefer: wait`.
+
+    With an Idempotency-Key whose command is already known, answer its outcome without publishing
+    (or 422 if the key was used for a different request).
+    """
+    if idempotent is not None and (known := await _known_outcome(services, idempotent)) is not None:
+        return await answer(services, known, resource)
+    command_id = idempotent.command_id if idempotent else uuid.uuid4()
+    fingerprint = idempotent.fingerprint if idempotent else None
     future = services.bus.expect(command_id) if wait_s else None
     try:
-        await services.bus.send(name, body, command_id=command_id, actor=actor, owner_key=owner_key)
+        await services.bus.send(
+            name, body, command_id=command_id, actor=actor, owner_key=owner_key, fingerprint=fingerprint,
+            reply=future is not None,
+        )  # fmt: skip
         if future is None:
             return accepted(command_id)
         try:
@@ -76,6 +90,32 @@ async def dispatch(
         if future is not None:
             services.bus.forget(command_id, future)
     return await answer(services, outcome, resource)
+
+
+async def _known_outcome(services: Services, idempotent: IdempotentRequest) -> Outcome | None:
+    """The recorded outcome of this key's command, read on the primary (the strongest answer)."""
+    async with services.reads.primary() as session:
+        command = await repository.get_command(session, idempotent.command_id)
+        if command is None:
+            return None
+        token = await replayed_position(session) if services.reads.watermark is not None else None
+    if command.fingerprint and command.fingerprint != idempotent.fingerprint:
+        return Outcome(
+            command_id=command.command_id,
+            name=command.name,
+            status=CommandStatus.REJECTED,
+            code=OutcomeCode.IDEMPOTENCY_KEY_REUSED,
+            detail="this Idempotency-Key was already used for a different request",
+        )
+    return Outcome(
+        command_id=command.command_id,
+        name=command.name,
+        status=CommandStatus(command.status),
+        code=OutcomeCode(command.code),
+        detail=command.detail,
+        resource_id=command.resource_id,
+        token=token,
+    )
 
 
 def accepted(command_id: uuid.UUID, *, waited: bool = False) -> Response:
@@ -106,4 +146,6 @@ async def answer(services: Services, outcome: Outcome, resource: Resource) -> Re
         headers["Location"] = resource.path(outcome.resource_id)
     if shown is None:  # changed again since: the command's own record still answers
         return JSONResponse(outcome.model_dump(mode="json"), status, headers=headers)
+    if resource.etag is not None:
+        headers["ETag"] = resource.etag(shown)
     return JSONResponse(shown.model_dump(mode="json"), status, headers=headers)

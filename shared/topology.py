@@ -5,6 +5,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
+from shared.contracts.events import EVENTS_EXCHANGE_NAME
+
 COMMANDS_EXCHANGE_NAME = "opengovfood.commands"
 PARTITIONS_EXCHANGE_NAME = "opengovfood.commands.partitions"
 DEAD_LETTER_EXCHANGE_NAME = "opengovfood.dead-letter"
@@ -24,6 +26,7 @@ PARTITIONS_EXCHANGE = RabbitExchange(
     durable=True,
     arguments={"hash-header": HEADER_OWNER},
 )
+EVENTS_EXCHANGE = RabbitExchange(EVENTS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTER_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE_NAME, type=ExchangeType.FANOUT, durable=True)
 
 
@@ -68,6 +71,7 @@ async def declare_topology(rabbit_url: str, partitions: int, delivery_limit: int
         commands = await _exchange(channel, COMMANDS_EXCHANGE)
         partitioned = await _exchange(channel, PARTITIONS_EXCHANGE)
         await partitioned.bind(commands, routing_key="#")
+        await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         dead_letter_queue = await _queue(channel, DEAD_LETTER_QUEUE)
         await dead_letter_queue.bind(dead_letters, routing_key="")

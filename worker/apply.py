@@ -4,17 +4,20 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
-from worker import repository
+from worker import events, repository
 from worker.envelope import Envelope
-from worker.handlers import HANDLERS
+from worker.events import OutboxRow
+from worker.handlers import HANDLERS, items
 from worker.handlers.result import Result
 from worker.transient import is_transient
 
@@ -64,30 +67,66 @@ def _replayed(envelope: Envelope, prior: Any) -> Outcome:
     return _outcome(envelope.command_id, prior.name, prior)
 
 
-async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> list[Outcome]:
+@dataclass
+class Applied:
+    """What a committed batch produced: an outcome per command, and the events to relay."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    events: list[OutboxRow] = field(default_factory=list)
+
+    def extend(self, other: "Applied") -> None:
+        self.outcomes += other.outcomes
+        self.events += other.events
+
+
+async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> Applied:
     prior: dict[uuid.UUID, Any] = dict(await repository.find_outcomes(conn, {e.command_id for e in envelopes}))
     new_rows: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
     outcomes = []
-    for envelope in envelopes:
-        if envelope.command_id in prior:
-            outcomes.append(_replayed(envelope, prior[envelope.command_id]))
+    for run in _runs(envelopes, prior):
+        if run[0].command_id in prior:  # seen before (or earlier in this batch): its first outcome
+            outcomes.append(_replayed(run[0], prior[run[0].command_id]))
             continue
-        result = await HANDLERS[envelope.name](conn, envelope)
-        row = _inbox_row(envelope, result)
-        new_rows.append(row)
-        prior[envelope.command_id] = SimpleNamespace(**row)  # a duplicate later in this batch
-        outcomes.append(_outcome(envelope.command_id, envelope.name.value, result))
+        if run[0].name == CommandName.ITEM_CREATE:
+            results = await items.create_items(conn, run)
+        else:
+            results = [await HANDLERS[run[0].name](conn, run[0])]
+        for envelope, result in zip(run, results, strict=True):
+            row = _inbox_row(envelope, result)
+            new_rows.append(row)
+            prior[envelope.command_id] = SimpleNamespace(**row)
+            outcomes.append(_outcome(envelope.command_id, envelope.name.value, result))
+            if (event := events.event_for(envelope, result)) is not None:
+                outbox.append(event)
     await repository.insert_outcomes(conn, new_rows)
-    return outcomes
+    return Applied(outcomes, await events.write(conn, outbox))
 
 
-async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope]) -> list[Outcome]:
+def _runs(envelopes: Sequence[Envelope], prior: dict[uuid.UUID, Any]) -> Iterator[list[Envelope]]:
+    """Split a batch, in order, into single commands and runs of new item.create (applied as one)."""
+    run: list[Envelope] = []
+    for envelope in envelopes:
+        groupable = envelope.name == CommandName.ITEM_CREATE and envelope.command_id not in prior
+        if run and (not groupable or any(e.command_id == envelope.command_id for e in run)):
+            yield run
+            run = []
+        if groupable:
+            run.append(envelope)
+        else:
+            yield [envelope]
+    if run:
+        yield run
+
+
+async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope]) -> Applied:
     """One transaction for the whole batch; the token is read after COMMIT on the same connection."""
     async with engine.connect() as conn:
         async with conn.begin():
-            outcomes = await _apply_in(conn, envelopes)
+            applied = await _apply_in(conn, envelopes)
         token = await repository.wal_position(conn)
-    return [outcome.model_copy(update={"token": token}) for outcome in outcomes]
+    applied.outcomes = [outcome.model_copy(update={"token": token}) for outcome in applied.outcomes]
+    return applied
 
 
 class Applier:
@@ -97,7 +136,7 @@ class Applier:
         self.engine = engine
         self.retry_limit_s = retry_limit_s
 
-    async def apply_with_retry(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    async def apply_with_retry(self, envelopes: Sequence[Envelope]) -> Applied:
         started, delay = time.monotonic(), 0.05
         while True:
             try:
@@ -111,17 +150,20 @@ class Applier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def apply(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+    async def apply(self, envelopes: Sequence[Envelope]) -> Applied:
         """Outcomes in order; a command that cannot be applied comes back as dead_lettered."""
         try:
             return await self.apply_with_retry(envelopes)
         except GaveUp as error:
-            return [await self.dead_letter(envelope, error) for envelope in envelopes]
+            return Applied([await self.dead_letter(envelope, error) for envelope in envelopes])
         except Exception as error:
             if len(envelopes) == 1:
-                return [await self.dead_letter(envelopes[0], error)]
+                return Applied([await self.dead_letter(envelopes[0], error)])
             log.warning("batch of %d failed (%r); applying one by one", len(envelopes), error)
-        return [outcome for envelope in envelopes for outcome in await self.apply([envelope])]
+        applied = Applied()
+        for envelope in envelopes:
+            applied.extend(await self.apply([envelope]))
+        return applied
 
     async def dead_letter(self, envelope: Envelope, error: BaseException) -> Outcome:
         """Record that this command could not be applied, so it never stays pending for ever."""

@@ -3,39 +3,62 @@
 import asyncio
 import contextlib
 import logging
+import os
+from dataclasses import replace
 
-from faststream.rabbit import Channel, RabbitBroker, RabbitMessage
-from faststream.rabbit.subscriber import RabbitSubscriber
+from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import ChannelInvalidStateError
+from faststream.rabbit import RabbitBroker
 
+from shared.logging import HEADER_REQUEST_ID
 from shared.models import CommandStatus
 from shared.settings import Settings
-from shared.topology import PARTITIONS_EXCHANGE, partition_queue
+from shared.topology import partition_queue_name
 from worker.apply import Applier
+from worker.connection import ConsumerConnection
 from worker.envelope import Envelope, PoisonMessage, decode
+from worker.events import OutboxRow, Relay
+from worker.metrics import observe_batch, observe_poison
 from worker.outbound import Outbound
 
 log = logging.getLogger(__name__)
+IDLE_FLUSH_S = 5.0
 
 
-def _channel_closed(message: RabbitMessage) -> bool:
-    channel = getattr(message.raw_message, "channel", None)
-    return channel is None or bool(getattr(channel, "is_closed", True))
+def _channel_closed(message: AbstractIncomingMessage) -> bool:
+    """A delivery of a channel that closed since: it will be redelivered, so it is skipped here."""
+    try:
+        return bool(message.channel.is_closed)
+    except ChannelInvalidStateError:  # aio-pika raises instead of answering once the channel is gone
+        return True
+
+
+def _request_id(message: AbstractIncomingMessage) -> str | None:
+    value = (message.headers or {}).get(HEADER_REQUEST_ID)
+    return str(value)[:64] if value else None
 
 
 class PartitionConsumer:
     """Consumes one partition strictly in order: a batch is committed and acked before the next."""
 
-    def __init__(self, broker: RabbitBroker, partition: int, settings: Settings, applier: Applier) -> None:
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        connection: ConsumerConnection,
+        partition: int,
+        settings: Settings,
+        applier: Applier,
+        relay: Relay,
+    ) -> None:
+        self.connection = connection
         self.partition = partition
+        self.relay = relay
+        self._unflushed = True
+        self._active = False
         self.settings = settings
         self.applier = applier
         self.outbound = Outbound(broker)
-        self.subscriber: RabbitSubscriber = broker.subscriber(
-            partition_queue(partition, settings.command_delivery_limit),
-            exchange=PARTITIONS_EXCHANGE,
-            channel=Channel(prefetch_count=settings.worker_prefetch),
-        )
-        self._buffer: asyncio.Queue[RabbitMessage | None] = asyncio.Queue()
+        self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._arrived = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -43,29 +66,53 @@ class PartitionConsumer:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._loop())]
 
-    async def stop(self) -> None:
-        """Finish the batch in hand; what is still prefetched returns to the queue in order."""
+    async def finish(self) -> None:
+        """Finish the batch in hand and take no more (close the connection next: see stop_consuming)."""
         self._stopping = True
         self._buffer.put_nowait(None)
-        pump, loop = self._tasks
-        await loop
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        self._arrived.set()
+        if self._tasks:
+            await self._tasks[1]
+
+    async def stop_consuming(self) -> None:
+        """After the connection closed (prefetched deliveries went back in order), end the pump."""
+        if self._tasks:
+            pump = self._tasks[0]
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(pump)
+            pump.cancel()
 
     async def _pump(self) -> None:
-        """Move deliveries into the buffer; resume after a lost connection."""
+        """Subscribe on a channel of our own and move deliveries into the buffer; after a lost
+        connection or a broker restart, subscribe again with capped backoff."""
+        delay = 0.5
         while not self._stopping:
+            self._unflushed = True  # whoever consumed before us may have left events unrelayed
+            self._active = False  # a standby receives nothing until the active consumer goes away
+            connection = None
             try:
-                async for message in self.subscriber:
-                    self._buffer.put_nowait(message)
-                    self._arrived.set()
-            except Exception as error:  # the channel closed under us: robust reconnect follows
-                log.warning("partition %d: consuming stopped (%r); resuming", self.partition, error)
-            await asyncio.sleep(0.5)
+                connection = await self.connection.get()
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=self.settings.worker_prefetch)
+                queue = await channel.declare_queue(partition_queue_name(self.partition), passive=True)
+                delay = 0.5
+                async with queue.iterator() as deliveries:
+                    async for message in deliveries:
+                        self._active = True
+                        self._buffer.put_nowait(message)
+                        self._arrived.set()
+            except Exception as error:
+                if not self._stopping:
+                    log.warning("partition %d: consuming stopped (%r); again in %.1fs", self.partition, error, delay)
+                    await self.connection.discard(connection)
+            if not self._stopping:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
-    async def _next_batch(self) -> list[RabbitMessage]:
-        first = await self._buffer.get()
+    async def _next_batch(self) -> list[AbstractIncomingMessage]:
+        await self._wait_for_work()
+        first = self._buffer.get_nowait()
         if first is None:
             return []
         batch = [first]
@@ -89,6 +136,18 @@ class PartitionConsumer:
             batch.append(message)
         return batch
 
+    async def _wait_for_work(self) -> None:
+        """Until a message arrives; while idle, relay events a failed publish left in the outbox."""
+        while self._buffer.empty():
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_FLUSH_S):
+                    await self._arrived.wait()
+            if self._buffer.empty() and self._unflushed and self._active:
+                with contextlib.suppress(Exception):
+                    await self.relay.flush(self.partition)
+                    self._unflushed = False
+
     async def _loop(self) -> None:
         while not self._stopping:
             batch = await self._next_batch()
@@ -102,37 +161,63 @@ class PartitionConsumer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
-    def _decode(self, message: RabbitMessage) -> Envelope:
-        raw = message.raw_message
+    def _decode(self, message: AbstractIncomingMessage) -> Envelope:
         return decode(
-            routing_key=raw.routing_key or "",
-            message_id=raw.message_id,
-            headers=dict(raw.headers or {}),
-            body=raw.body,
-            bus_user=raw.user_id,
-            reply_to=raw.reply_to,
+            routing_key=message.routing_key or "",
+            message_id=message.message_id,
+            headers=dict(message.headers or {}),
+            body=message.body,
+            bus_user=message.user_id,
+            reply_to=message.reply_to,
             gateway_bus_user=self.settings.gateway_bus_user,
         )
 
-    async def _handle(self, batch: list[RabbitMessage]) -> None:
-        envelopes: list[tuple[RabbitMessage, Envelope]] = []
+    async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
+        if self._unflushed:  # newly active on this partition: relay what a predecessor committed first
+            await self.relay.flush(self.partition)
+            self._unflushed = False
+        envelopes: list[tuple[AbstractIncomingMessage, Envelope]] = []
         for message in batch:
             try:
-                envelopes.append((message, self._decode(message)))
+                envelope = replace(self._decode(message), partition=self.partition, request_id=_request_id(message))
+                envelopes.append((message, envelope))
             except PoisonMessage as poison:
-                await self.outbound.dead_letter(message.raw_message, poison.reason)
-        outcomes = await self.applier.apply([envelope for _, envelope in envelopes])
+                await self.outbound.dead_letter(message, poison.reason)
+                observe_poison(message, poison.reason)
+        applied = await self.applier.apply([envelope for _, envelope in envelopes])
+        self._crash_hook([envelope for _, envelope in envelopes])
+        outcomes = applied.outcomes
         for (message, _), outcome in zip(envelopes, outcomes, strict=True):
             if outcome.status == CommandStatus.DEAD_LETTERED:
-                await self.outbound.dead_letter(message.raw_message, outcome.detail or "")
+                await self.outbound.dead_letter(message, outcome.detail or "")
         await self.outbound.reply_all(
             [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
+        await self._relay(applied.events)
         await self._ack_through(batch[-1])
+        observe_batch(
+            [(message, envelope, outcome) for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)]
+        )
 
-    async def _ack_through(self, last: RabbitMessage) -> None:
+    def _crash_hook(self, envelopes: list[Envelope]) -> None:
+        """Tests only: die between commit and ack (and before the events are relayed)."""
+        marker = self.settings.test_crash_after_commit_title
+        if marker and self.settings.environment == "test":
+            if any(getattr(envelope.body, "title", None) == marker for envelope in envelopes):
+                log.warning("test hook: crashing after commit, before ack")
+                os._exit(17)
+
+    async def _relay(self, events: list[OutboxRow]) -> None:
+        """Publish the batch's events; if the broker refuses, they stay in the outbox for the next flush."""
+        try:
+            await self.relay.publish(events)
+        except Exception as error:
+            self._unflushed = True
+            log.warning("partition %d: events not relayed yet (%r)", self.partition, error)
+
+    async def _ack_through(self, last: AbstractIncomingMessage) -> None:
         """One ack for the whole batch: every earlier delivery on this channel is in it."""
         try:
-            await last.raw_message.ack(multiple=True)
+            await last.ack(multiple=True)
         except Exception as error:  # the channel is gone; the batch is redelivered and deduplicated
             log.warning("partition %d: ack failed (%r); redelivery will be deduplicated", self.partition, error)

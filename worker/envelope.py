@@ -7,11 +7,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.contracts.commands import COMMAND_BODIES, SCHEMA_VERSION, CommandBody, CommandName
+from shared.contracts.commands import SCHEMA_VERSION, CommandBody, CommandName
 from shared.contracts.headers import Actor
+from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS, body_schema, upcast
 from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_SCHEMA_VERSION
-
-ACCEPTED_SCHEMA_VERSIONS = {SCHEMA_VERSION}
 
 
 class PoisonMessage(Exception):
@@ -34,6 +33,8 @@ class Envelope:
     fingerprint: str | None
     reply_to: str | None
     received_at: datetime
+    partition: int = 0  # the partition queue it came from: its events are relayed in that order
+    request_id: str | None = None  # the HTTP request behind it (x-request-id), carried into its event
 
 
 def _command_id(message_id: str | None) -> uuid.UUID:
@@ -59,17 +60,21 @@ def _name(routing_key: str) -> CommandName:
         raise PoisonMessage(f"unknown command {routing_key!r}") from None
 
 
-def _check_version(headers: dict[str, Any]) -> None:
+def _check_version(headers: dict[str, Any]) -> int:
+    """The current or the previous version (a missing header means the current one)."""
     version = str(headers.get(HEADER_SCHEMA_VERSION, SCHEMA_VERSION))
     if not version.isdigit() or int(version) not in ACCEPTED_SCHEMA_VERSIONS:
-        raise PoisonMessage(f"unsupported {HEADER_SCHEMA_VERSION} {version!r}")
+        accepted = " or ".join(str(v) for v in sorted(ACCEPTED_SCHEMA_VERSIONS))
+        raise PoisonMessage(f"unsupported {HEADER_SCHEMA_VERSION} {version!r} (accepted: {accepted})")
+    return int(version)
 
 
-def _body(name: CommandName, body: bytes) -> CommandBody:
+def _body(name: CommandName, body: bytes, version: int) -> CommandBody:
+    """Validate against the schema of the version it was sent in, then upcast to the current one."""
     try:
-        return COMMAND_BODIES[name].model_validate_json(body)
+        return upcast(name, body_schema(name, version).model_validate_json(body))
     except ValidationError as error:
-        raise PoisonMessage(f"invalid {name} body: {error}") from None
+        raise PoisonMessage(f"invalid {name} body (schema version {version}): {error}") from None
 
 
 def decode(
@@ -86,11 +91,11 @@ def decode(
     command_id = _command_id(message_id)
     try:
         name = _name(routing_key)
-        _check_version(headers)
+        version = _check_version(headers)
         envelope = Envelope(
             command_id=command_id,
             name=name,
-            body=_body(name, body),
+            body=_body(name, body, version),
             actor=_actor(headers, bus_user, gateway_bus_user),
             fingerprint=str(headers.get(HEADER_FINGERPRINT) or "")[:64] or None,
             reply_to=reply_to or None,

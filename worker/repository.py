@@ -26,6 +26,11 @@ async def get_user(conn: AsyncConnection, user_id: int) -> Row[Any, Any] | None:
     return result.first()
 
 
+async def get_users(conn: AsyncConnection, user_ids: Iterable[int]) -> dict[int, Row[Any, Any]]:
+    result = await conn.execute(select(User.id, User.is_active).where(User.id.in_(list(user_ids))))
+    return {row.id: row for row in result}
+
+
 async def email_taken(conn: AsyncConnection, email: str) -> bool:
     result = await conn.execute(select(User.id).where(User.email == email))
     return result.first() is not None
@@ -49,8 +54,12 @@ async def get_item_for_update(conn: AsyncConnection, item_id: int) -> Row[Any, A
     return result.first()
 
 
-async def insert_item(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
-    return int((await conn.execute(insert(Item).values(**values).returning(Item.id))).scalar_one())
+async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
+    """Multi-row INSERT; the ids come back in the order of the rows."""
+    if not rows:
+        return []
+    result = await conn.execute(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows)
+    return [row.id for row in result]
 
 
 async def update_item(conn: AsyncConnection, item_id: int, values: Mapping[str, Any]) -> None:

@@ -2,17 +2,21 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy import Row
 
 from gateway import repository
 from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep, TokenDep
+from gateway.idempotency import IdempotencyKeyDep, idempotent
+from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
-from gateway.schemas import Accepted, ItemCreate, ItemRead, ItemsPage, ItemUpdate
+from gateway.schemas import Accepted, ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
 from gateway.writes import Resource, dispatch
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, UpdateItem
 from shared.contracts.headers import Actor
 from shared.db import ReadSession
-from shared.models import Item, ItemStatus
+from shared.etag import item_etag
+from shared.models import ItemStatus
 
 router = APIRouter(prefix="/items", tags=["items"])
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Accepted: the command is queued"}}
@@ -24,10 +28,15 @@ def _resource(owner_id: int) -> Resource:
         item = await repository.get_owned_item(session, item_id, owner_id)
         return ItemRead.model_validate(item) if item else None
 
-    return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read)
+    return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
 
 
-async def _owned_item(services: ServicesDep, token: int | None, item_id: int, owner_id: int) -> Item:
+def _precondition(if_match: str | None) -> dict[str, str]:
+    """If-Match travels with the command: the worker compares it with the item at apply time."""
+    return {"if_match": if_match} if if_match else {}
+
+
+async def _owned_item(services: ServicesDep, token: int | None, item_id: int, owner_id: int) -> Row[Any]:
     item = await services.reads.find(token, lambda session: repository.get_owned_item(session, item_id, owner_id))
     if item is None:
         raise Problem(404, NOT_FOUND)
@@ -35,11 +44,14 @@ async def _owned_item(services: ServicesDep, token: int | None, item_id: int, ow
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses={201: {"model": ItemRead}, **ACCEPTED})
-async def create_item(body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep) -> Response:
+async def create_item(
+    body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
+) -> Response:
     command = CreateItem(owner_id=user.id, **body.model_dump(exclude_unset=True))
     return await dispatch(
         services, CommandName.ITEM_CREATE, command,
         actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
+        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "POST /items", body),
     )  # fmt: skip
 
 
@@ -51,21 +63,36 @@ async def list_items(
     skip: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     status: ItemStatus | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, description="title contains (any case)")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page (replaces skip)")] = None,
 ) -> ItemsPage:
-    """The caller's items, newest first, with the total count."""
+    """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
+    after = decode_cursor(cursor) if cursor else None
+    where = repository.item_filters(user.id, status.value if status else None, q)
     async with services.reads.session(token) as session:
-        items, count = await repository.list_items(
-            session, user.id, skip=skip, limit=limit, status=status.value if status else None
-        )
-    return ItemsPage(data=[ItemRead.model_validate(item) for item in items], count=count)
+        rows, count = await repository.list_items(session, where, limit=limit, skip=skip, after=after)
+    items = [ItemRead.model_validate(row) for row in rows]
+    return ItemsPage(data=items, count=count, next_cursor=next_cursor(list(rows), limit))
+
+
+@router.get("/stats", response_model=ItemStats)
+async def item_stats(user: CurrentUser, services: ServicesDep, token: TokenDep) -> ItemStats:
+    """How many of the caller's items are in each status."""
+    async with services.reads.session(token) as session:
+        counts = await repository.count_by_status(session, user.id)
+    return ItemStats(**counts, total=sum(counts.values()))
 
 
 @router.get("/{item_id}", response_model=ItemRead)
-async def read_item(item_id: int, user: CurrentUser, services: ServicesDep, token: TokenDep) -> ItemRead:
+async def read_item(
+    item_id: int, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
+) -> ItemRead:
+    """One of the caller's items, with its ETag for a later If-Match."""
     async with services.reads.session(token) as session:
         item = await repository.get_owned_item(session, item_id, user.id)
     if item is None:
         raise Problem(404, NOT_FOUND)
+    response.headers["ETag"] = item_etag(item)
     return ItemRead.model_validate(item)
 
 
@@ -77,22 +104,33 @@ async def update_item(
     services: ServicesDep,
     token: TokenDep,
     wait: PreferWaitDep,
+    key: IdempotencyKeyDep,
+    if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Changes only the fields sent."""
+    """Changes only the fields sent; with If-Match, only if the item is unchanged (else 412)."""
     await _owned_item(services, token, item_id, user.id)
-    command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True))
+    command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True), **_precondition(if_match))
     return await dispatch(
         services, CommandName.ITEM_UPDATE, command,
         actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
+        idempotent=idempotent(services.settings.secret_key, str(user.id), key, f"PATCH /items/{item_id}", command),
     )  # fmt: skip
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
 async def delete_item(
-    item_id: int, user: CurrentUser, services: ServicesDep, token: TokenDep, wait: PreferWaitDep
+    item_id: int,
+    user: CurrentUser,
+    services: ServicesDep,
+    token: TokenDep,
+    wait: PreferWaitDep,
+    key: IdempotencyKeyDep,
+    if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     await _owned_item(services, token, item_id, user.id)
+    command = DeleteItem(item_id=item_id, **_precondition(if_match))
     return await dispatch(
-        services, CommandName.ITEM_DELETE, DeleteItem(item_id=item_id),
+        services, CommandName.ITEM_DELETE, command,
         actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
+        idempotent=idempotent(services.settings.secret_key, str(user.id), key, f"DELETE /items/{item_id}", command),
     )  # fmt: skip

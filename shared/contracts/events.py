@@ -32,3 +32,4 @@ class Event(BaseModel):
     resource_id: int
     occurred_at: datetime
     data: dict[str, Any]  # what changed (secrets never included)
+    request_id: str | None = None  # the HTTP request that caused it, for following it in the logs

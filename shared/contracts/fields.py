@@ -29,4 +29,5 @@ FullName = Annotated[str, StringConstraints(min_length=1, max_length=255), After
 Email = Annotated[EmailStr, StringConstraints(max_length=255), AfterValidator(_lower)]
 PasswordHash = Annotated[str, StringConstraints(min_length=20, max_length=255), AfterValidator(_argon2id_hash)]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+ETag = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 Status = ItemStatus

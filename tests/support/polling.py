@@ -16,5 +16,14 @@ async def eventually(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bo
         if accept(result):
             return result
         if loop.time() > end:
-            raise AssertionError(f"not reached within {deadline_s}s; last value: {result!r}")
+            raise AssertionError(f"not reached within {deadline_s}s; last value: {_short(result)}")
         await asyncio.sleep(0.02)
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = (
+        repr(value)
+        if not isinstance(value, dict | list | set) or len(value) < 20
+        else f"{type(value).__name__} of {len(value)}"
+    )
+    return text[:limit]

@@ -5,6 +5,7 @@ from urllib.parse import quote
 import aio_pika
 import httpx
 
+from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     DEAD_LETTER_EXCHANGE_NAME,
@@ -37,5 +38,10 @@ async def reset_vhost() -> None:
         for partition in range(MAX_PARTITIONS):
             await channel.queue_delete(partition_queue_name(partition))
         await channel.queue_delete(DEAD_LETTER_QUEUE_NAME)
-        for exchange in (COMMANDS_EXCHANGE_NAME, PARTITIONS_EXCHANGE_NAME, DEAD_LETTER_EXCHANGE_NAME):
+        for exchange in (
+            COMMANDS_EXCHANGE_NAME,
+            PARTITIONS_EXCHANGE_NAME,
+            DEAD_LETTER_EXCHANGE_NAME,
+            EVENTS_EXCHANGE_NAME,
+        ):
             await channel.exchange_delete(exchange)

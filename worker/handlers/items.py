@@ -1,9 +1,13 @@
 """item.create / item.update / item.delete: the worker checks ownership itself."""
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.commands import CreateItem, DeleteItem, UpdateItem
 from shared.contracts.outcomes import OutcomeCode
+from shared.etag import item_etag, matches
 from worker import repository
 from worker.authorization import may_act_for
 from worker.envelope import Envelope
@@ -13,18 +17,29 @@ NOT_FOUND = "no such item"
 
 
 async def create_item(conn: AsyncConnection, envelope: Envelope) -> Result:
-    body = envelope.body
-    assert isinstance(body, CreateItem)
-    if not may_act_for(envelope, body.owner_id):
-        return rejected(OutcomeCode.NOT_FOUND, "no such owner")
-    owner = await repository.get_user(conn, body.owner_id)
-    if owner is None:
-        return rejected(OutcomeCode.NOT_FOUND, "no such owner")
-    if owner.is_active is False:
-        return rejected(OutcomeCode.OWNER_INACTIVE, "the owner is not active")
-    values = body.model_dump(mode="json")
-    item_id = await repository.insert_item(conn, values)
-    return applied(OutcomeCode.CREATED, item_id, values)
+    return (await create_items(conn, [envelope]))[0]
+
+
+async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> list[Result]:
+    """A run of item.create commands: one owner lookup and one multi-row INSERT for all of them."""
+    bodies = [envelope.body for envelope in envelopes]
+    assert all(isinstance(body, CreateItem) for body in bodies)
+    owners = await repository.get_users(conn, {body.owner_id for body in bodies})  # type: ignore[attr-defined]
+    results: list[Result | None] = []
+    rows: list[dict[str, Any]] = []
+    for envelope, body in zip(envelopes, bodies, strict=True):
+        assert isinstance(body, CreateItem)
+        owner = owners.get(body.owner_id)
+        if owner is None or not may_act_for(envelope, body.owner_id):
+            results.append(rejected(OutcomeCode.NOT_FOUND, "no such owner"))
+        elif owner.is_active is False:
+            results.append(rejected(OutcomeCode.OWNER_INACTIVE, "the owner is not active"))
+        else:
+            results.append(None)
+            rows.append(body.model_dump(mode="json"))
+    ids = iter(await repository.insert_items(conn, rows))
+    values = iter(rows)
+    return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
 
 
 async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
@@ -33,7 +48,9 @@ async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     item = await repository.get_item_for_update(conn, body.item_id)
     if item is None or not may_act_for(envelope, item.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
-    values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id"})
+    if not matches(body.if_match, item_etag(item)):
+        return rejected(OutcomeCode.PRECONDITION_FAILED, "the item changed since that ETag", body.item_id)
+    values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id", "if_match"})
     if values:
         await repository.update_item(conn, body.item_id, values)
     return applied(OutcomeCode.UPDATED, body.item_id, values)
@@ -45,5 +62,7 @@ async def delete_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     item = await repository.get_item_for_update(conn, body.item_id)
     if item is None or not may_act_for(envelope, item.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
+    if not matches(body.if_match, item_etag(item)):
+        return rejected(OutcomeCode.PRECONDITION_FAILED, "the item changed since that ETag", body.item_id)
     await repository.delete_item(conn, body.item_id)
     return applied(OutcomeCode.DELETED, body.item_id, {})

@@ -1,0 +1,96 @@
+"""The worker dies (kill -9, SIGTERM, a crash between commit and ack): nothing lost, nothing twice."""
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+
+from tests.support.api import Client, create_item, sign_up
+from tests.support.bus import command_message, publish
+from tests.support.events import tap_events
+from tests.support.load import audit, post_items, rows_by_title
+from tests.support.polling import eventually
+from tests.support.processes import Worker
+
+CREATES = 20_000
+
+
+async def test_kill_9_the_worker_mid_stream_of_20000_creates(
+    http: httpx.AsyncClient, worker: Worker, primary: asyncpg.Connection
+) -> None:
+    client = await sign_up(http)
+    titles = [f"k9-{n}" for n in range(CREATES)]
+    killed_at: list[int] = []
+
+    def kill_once(ledger) -> None:  # type: ignore[no-untyped-def]
+        if not killed_at and len(ledger.titles(202)) >= 5_000:
+            killed_at.append(len(ledger.status))
+            worker.kill()
+
+    started = time.monotonic()
+    ledger = await post_items(http, client, titles, concurrency=32, on_progress=kill_once)
+    accepted_s = time.monotonic() - started
+    worker.start()
+    rows = await eventually(
+        lambda: rows_by_title(primary, client.id), lambda r: sum(r.values()) >= len(ledger.titles(202)), 120
+    )
+    figures = audit(ledger, rows)
+    print(f"\nkill -9 after {killed_at[0]} requests; {accepted_s:.1f}s to accept; {figures}")
+    assert killed_at
+    assert figures["accepted"] == CREATES
+    assert figures["lost"] == figures["duplicated"] == figures["unexpected"] == 0
+
+
+async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
+    http: httpx.AsyncClient, worker: Worker, primary: asyncpg.Connection
+) -> None:
+    owner = await sign_up(http)
+    messages = [
+        (
+            "item.create",
+            command_message({"owner_id": owner.id, "title": f"t-{n}"}, actor=f"user:{owner.id}", owner=str(owner.id)),
+        )
+        for n in range(3_000)
+    ]
+    publishing = asyncio.create_task(publish(messages))
+    await eventually(lambda: rows_by_title(primary, owner.id), lambda r: sum(r.values()) >= 500)
+    assert worker.stop() == 0  # a clean exit, after the batch in hand
+    await publishing
+    worker.start()
+    rows = await eventually(lambda: rows_by_title(primary, owner.id), lambda r: sum(r.values()) >= 3_000)
+    assert len(rows) == 3_000
+    assert max(rows.values()) == 1
+
+
+async def test_a_crash_between_commit_and_ack_has_no_double_effect_and_loses_no_event(
+    http: httpx.AsyncClient, worker: Worker, primary: asyncpg.Connection
+) -> None:
+    client: Client = await sign_up(http)
+    marker = f"crash-{uuid.uuid4().hex}"
+    worker.stop()
+    crashing = Worker(env={"TEST_CRASH_AFTER_COMMIT_TITLE": marker})
+    crashing.start()
+    try:
+        async with tap_events() as tap:
+            response = await http.post("/api/v1/items", json={"title": marker}, headers=client.headers)
+            assert response.status_code == 202
+            await eventually(lambda: _exited(crashing), lambda code: code == 17)
+            assert await primary.fetchval("SELECT count(*) FROM item WHERE title = $1", marker) == 1  # committed
+            worker.start()  # redelivered (never acked): deduplicated; the outbox is relayed
+            events = await eventually(
+                tap.drain, lambda e: any(x["data"].get("title") == marker for x in e), deadline_s=30
+            )
+            await create_item(http, client, title="after the crash")
+    finally:
+        crashing.stop()
+    assert await primary.fetchval("SELECT count(*) FROM item WHERE title = $1", marker) == 1
+    command_id = uuid.UUID(response.json()["command_id"])
+    assert await primary.fetchval("SELECT count(*) FROM command WHERE command_id = $1", command_id) == 1
+    assert [e["command_id"] for e in events if e["data"].get("title") == marker] == [str(command_id)]
+
+
+async def _exited(worker: Worker) -> int | None:
+    assert worker.process is not None
+    return worker.process.poll()

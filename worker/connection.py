@@ -1,0 +1,42 @@
+"""The AMQP connection the partition consumers share: a plain one, reopened by them when it drops.
+
+Not a robust (self-restoring) connection on purpose: after a broker restart a restored consumer can
+be left on a channel that died during restoration, consuming nothing. Owning the channels, the
+consumers notice the loss and subscribe again, in order, with backoff.
+"""
+
+import asyncio
+import contextlib
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
+
+
+class ConsumerConnection:
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name
+        self._connection: AbstractConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AbstractConnection:
+        async with self._lock:
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await aio_pika.connect(
+                    self.url, client_properties={"connection_name": self.name}, timeout=10
+                )
+            return self._connection
+
+    async def discard(self, broken: AbstractConnection | None) -> None:
+        """Forget a connection that failed (it may not know it is closed yet); the next get() reopens."""
+        async with self._lock:
+            if broken is not None and broken is self._connection:
+                self._connection = None
+                with contextlib.suppress(Exception):
+                    await broken.close()
+
+    async def close(self) -> None:
+        """Closing returns every unacknowledged delivery to its queue at once, in order."""
+        async with self._lock:
+            if self._connection is not None and not self._connection.is_closed:
+                await self._connection.close()
