@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install services run test test-fast lint typecheck clean
+.PHONY: help install services run test test-fast lint typecheck clean docs bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,13 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared gateway worker
+
+docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
+	$(VENV)/bin/faststream docs gen shared.contracts.asyncapi:app --yaml --out docs/asyncapi.yaml
+	$(PY) -m gateway.routes.docs docs
+
+bench: install services  ## Load the system, print one table beside raw baselines (BENCH_ARGS=--quick: ~1 min)
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv, the SQLite file and test logs
 	rm -rf $(VENV) opengovfood.db* .test-logs .pytest_cache

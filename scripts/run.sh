@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 HOST=${GATEWAY_HOST:-127.0.0.1}
 PORT=${GATEWAY_PORT:-8000}
+WORKERS=${GATEWAY_WORKERS:-1}  # gateway processes; each has its own reply queue
 
 "$VENV/bin/alembic" upgrade head
 
 "$VENV/bin/python" -m worker &
 worker=$!
-"$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" &
+"$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" &
 gateway=$!
 
 stop() {

@@ -2,11 +2,22 @@
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import unquote, urlparse
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "secret", "change-me"})
+
+
+class ServiceGrant(BaseModel):
+    """What one external service (its RabbitMQ user) may do: command names, owners, deactivation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    commands: frozenset[str] = frozenset()
+    owners: Literal["*"] | frozenset[int] = frozenset()
+    may_deactivate: bool = False
 
 
 class Settings(BaseSettings):
@@ -38,7 +49,21 @@ class Settings(BaseSettings):
     publish_timeout: float = 2.0  # seconds the gateway waits for the broker's confirm
     prefer_wait_max: float = 10.0
     consistency_wait: float = 2.0  # seconds a token read waits for the replica
+    max_replica_lag_s: float = 5.0  # /health/status says degraded past this
+    auth_cache_s: float = 1.0  # how long a verified caller is trusted without looking them up again
     max_hashing: int = 4  # concurrent argon2 computations in one gateway process
+
+    # Limits (see README, "Security"). Rates use the `limits` notation, counted per gateway process.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_import_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)  # all request headers together
+    trusted_proxy_hops: int = Field(default=0, ge=0)  # proxies in front that append X-Forwarded-For
+    login_rate_per_client: str = "100/minute"
+    login_rate_per_account: str = "10/minute"  # per (client, email): never per email alone
+    signup_rate_per_client: str = "20/minute"
+    write_rate_per_caller: str = "50/second"
+    # External services on the bus: RabbitMQ user name -> grant (JSON in the environment).
+    service_grants: dict[str, ServiceGrant] = {}
 
     worker_index: int = Field(default=0, ge=0)
     worker_count: int = Field(default=1, ge=1)
@@ -46,7 +71,10 @@ class Settings(BaseSettings):
     worker_batch_wait_ms: float = Field(default=2.0, ge=0)
     worker_prefetch: int = Field(default=200, ge=1)
     worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
+    test_crash_after_commit_title: str = ""  # tests only (ENVIRONMENT=test): see worker/consumer.py
+    worker_standby_delay_s: float = 5.0  # then subscribe to the other workers' partitions as standby
     worker_heartbeat_file: str = "/tmp/opengovfood-worker.alive"
+    worker_metrics_port: int = Field(default=9464, ge=0)  # Prometheus /metrics of the worker; 0: off
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> "Settings":
@@ -54,6 +82,8 @@ class Settings(BaseSettings):
             self.read_database_url = self.database_url
         if self.environment != "development" and self.secret_key in PLACEHOLDER_SECRETS:
             raise ValueError("SECRET_KEY is a placeholder; set a real secret outside development")
+        if self.environment == "production" and unquote(urlparse(self.rabbit_url).username or "guest") == "guest":
+            raise ValueError("RABBIT_URL uses the guest user; give each role its own RabbitMQ user in production")
         if self.worker_prefetch < self.worker_batch_size:
             raise ValueError("WORKER_PREFETCH must be at least WORKER_BATCH_SIZE")
         return self

@@ -74,3 +74,8 @@ async def rabbit(vhost: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnect
     connection = await aio_pika.connect_robust(vhost)
     yield connection
     await connection.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop the machine's RabbitMQ or PostgreSQL run last."""
+    items.sort(key=lambda item: "test_service_outages" in item.nodeid)

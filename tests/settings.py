@@ -1,6 +1,16 @@
 """The environment every test process (and every service a test starts) runs with."""
 
+import json
 import os
+import socket
+
+
+def _free_port() -> int:
+    """A port nobody listens on now: each test run's worker serves its metrics there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 PRIMARY_PORT = int(os.environ.get("TEST_PRIMARY_PORT", "5432"))
 REPLICA_PORT = int(os.environ.get("TEST_REPLICA_PORT", "5433"))
@@ -15,6 +25,21 @@ ADMIN_DSN = f"postgresql://postgres@127.0.0.1:{PRIMARY_PORT}/postgres"
 PRIMARY_DSN = f"postgresql://postgres@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 REPLICA_DSN = f"postgresql://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
 
+# The least-privilege database roles of scripts/db-roles.sql: the test stack runs with them.
+WORKER_DATABASE_URL = f"postgresql+asyncpg://opengovfood_worker@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
+GATEWAY_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
+GATEWAY_READ_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
+GATEWAY_PRIMARY_DSN = f"postgresql://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
+
+# External services on the bus (RabbitMQ users are global: named after the vhost, so runs don't meet).
+SERVICE_WRITER = f"{VHOST}.svc-writer"  # item.create/update and user.update for any owner; may deactivate
+SERVICE_LIMITED = f"{VHOST}.svc-limited"  # item.create for one owner id that never exists
+UNGRANTED_OWNER = 2_000_000_000
+SERVICE_GRANTS = {
+    SERVICE_WRITER: {"commands": ["item.create", "item.update", "user.update"], "owners": "*", "may_deactivate": True},
+    SERVICE_LIMITED: {"commands": ["item.create"], "owners": [UNGRANTED_OWNER]},
+}
+
 ENV = {
     "ENVIRONMENT": "test",
     "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-0123456789",
@@ -24,6 +49,14 @@ ENV = {
     "COMMAND_PARTITIONS": "4",
     "CONSISTENCY_WAIT": "0.5",
     "WORKER_HEARTBEAT_FILE": f"/tmp/{DATABASE}-worker.alive",
+    "SERVICE_GRANTS": json.dumps(SERVICE_GRANTS),
+    # Loose rate limits for the shared stack (many sign-ups from 127.0.0.1); tests/security starts
+    # a gateway of its own with tight ones.
+    "LOGIN_RATE_PER_CLIENT": "100000/minute",
+    "LOGIN_RATE_PER_ACCOUNT": "10000/minute",
+    "SIGNUP_RATE_PER_CLIENT": "100000/minute",
+    "WRITE_RATE_PER_CALLER": "10000/second",
+    "WORKER_METRICS_PORT": os.environ.get("TEST_WORKER_METRICS_PORT") or str(_free_port()),
 }
 
 

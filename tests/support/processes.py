@@ -47,9 +47,10 @@ class Service:
 
     name = "service"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.env = {**os.environ, **test_settings.ENV, **(env or {})}
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
+        self.env = {**os.environ, **test_settings.ENV, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self.name = name or self.name
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{self.name}.log"
 
@@ -60,8 +61,15 @@ class Service:
         raise NotImplementedError
 
     def start(self, deadline_s: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(deadline_s)
+
+    def spawn(self) -> None:
+        """Start the process without waiting (to start several at once)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=log)
+
+    def wait_ready(self, deadline_s: float = 30.0) -> None:
         wait_until(lambda: self._alive() and self.ready(), deadline_s, f"{self.name} to be ready")
 
     def _alive(self) -> bool:
@@ -92,8 +100,28 @@ class Service:
         self.stop()
 
 
+def ensure_database_roles() -> None:
+    """Create the least-privilege roles and grant them on the test database (idempotent)."""
+    subprocess.run(
+        [
+            "psql", "-h", "127.0.0.1", "-p", str(test_settings.PRIMARY_PORT), "-U", "postgres",
+            "-d", test_settings.DATABASE, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "-f", str(ROOT / "scripts" / "db-roles.sql"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
 class Worker(Service):
     name = "worker"
+
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
+        super().__init__({"DATABASE_URL": test_settings.WORKER_DATABASE_URL, **(env or {})}, name)
+
+    def spawn(self) -> None:
+        ensure_database_roles()
+        super().spawn()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "worker"]
@@ -108,9 +136,17 @@ class Gateway(Service):
     name = "gateway"
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
-        super().__init__(env)
+        roles = {
+            "DATABASE_URL": test_settings.GATEWAY_DATABASE_URL,
+            "READ_DATABASE_URL": test_settings.GATEWAY_READ_DATABASE_URL,
+        }
+        super().__init__({**roles, **(env or {})})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def spawn(self) -> None:
+        ensure_database_roles()
+        super().spawn()
 
     def command(self) -> list[str]:
         return [
