@@ -6,14 +6,18 @@ test_settings.apply()  # before the app's settings are read
 
 import asyncio  # noqa: E402
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import aio_pika  # noqa: E402
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
+from alembic import command  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from shared.db import create_engine  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
-from tests.support.database import reset_database  # noqa: E402
+from tests.support.database import alembic_config, reset_database  # noqa: E402
 from tests.support.processes import Gateway, Worker  # noqa: E402
 from tests.support.rabbit import reset_vhost  # noqa: E402
 
@@ -53,6 +57,16 @@ def stack(worker: Worker, gateway: Gateway) -> tuple[Worker, Gateway]:
 async def http(stack: tuple[Worker, Gateway]) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack[1].url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """An embedded SQLite database built by `alembic upgrade head`, as `make run` uses by default."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/embedded.db"
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    engine = create_engine(url, get_settings())
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -1,39 +1,13 @@
 """The embedded default: the worker's own code applies commands on SQLite built by Alembic."""
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
-from alembic import command
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts.commands import CommandName, CreateItem, CreateUser, DeleteUser
 from shared.contracts.headers import Actor
-from shared.db import create_engine
 from shared.models import Item, User
-from shared.settings import get_settings
-from tests.support.database import alembic_config
+from tests.support.embedded import HASH, envelope
 from worker.apply import apply_once
-from worker.envelope import Envelope
-
-HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-
-
-def envelope(name: CommandName, body: object, actor: Actor) -> Envelope:
-    return Envelope(uuid.uuid4(), name, body, actor, None, None, datetime.now(UTC))  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/embedded.db"
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
-    engine = create_engine(url, get_settings())
-    yield engine
-    await engine.dispose()
 
 
 async def count(engine: AsyncEngine, model: type[User] | type[Item]) -> int:
