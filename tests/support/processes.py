@@ -152,6 +152,7 @@ class Gateway(Service):
         return [
             sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+            "--workers", self.env.get("GATEWAY_WORKERS", "1"),
         ]  # fmt: skip
 
     def ready(self) -> bool:
