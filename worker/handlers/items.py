@@ -42,14 +42,21 @@ async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> 
     return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
 
 
+async def _refusal(conn: AsyncConnection, envelope: Envelope, item_id: int, if_match: str | None) -> Result | None:
+    """Why this command may not touch the item (locked for the transaction), or None if it may."""
+    item = await repository.get_item_for_update(conn, item_id)
+    if item is None or not may_act_for(envelope, item.owner_id):
+        return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
+    if not matches(if_match, item_etag(item)):
+        return rejected(OutcomeCode.PRECONDITION_FAILED, "the item changed since that ETag", item_id)
+    return None
+
+
 async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, UpdateItem)
-    item = await repository.get_item_for_update(conn, body.item_id)
-    if item is None or not may_act_for(envelope, item.owner_id):
-        return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
-    if not matches(body.if_match, item_etag(item)):
-        return rejected(OutcomeCode.PRECONDITION_FAILED, "the item changed since that ETag", body.item_id)
+    if refusal := await _refusal(conn, envelope, body.item_id, body.if_match):
+        return refusal
     values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id", "if_match"})
     if values:
         await repository.update_item(conn, body.item_id, values)
@@ -59,10 +66,7 @@ async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
 async def delete_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     body = envelope.body
     assert isinstance(body, DeleteItem)
-    item = await repository.get_item_for_update(conn, body.item_id)
-    if item is None or not may_act_for(envelope, item.owner_id):
-        return rejected(OutcomeCode.NOT_FOUND, NOT_FOUND)
-    if not matches(body.if_match, item_etag(item)):
-        return rejected(OutcomeCode.PRECONDITION_FAILED, "the item changed since that ETag", body.item_id)
+    if refusal := await _refusal(conn, envelope, body.item_id, body.if_match):
+        return refusal
     await repository.delete_item(conn, body.item_id)
     return applied(OutcomeCode.DELETED, body.item_id, {})
