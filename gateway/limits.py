@@ -1,18 +1,18 @@
 """Limits at the gateway's edge: request body size per route, and rate limits per client and caller.
 
-Rate limits use the `limits` library with in-memory storage: each gateway process counts on its
-own, so N processes allow up to N times the configured rate (README, "Security").
+Rate limits are GCRA token buckets in memory (`Rate`): O(1) per request, one float per key, no
+thread. Each gateway process counts on its own, so N processes allow up to N times the configured
+rate (README, "Security").
 """
 
 import math
 import time
+from collections.abc import Callable
 
 import jwt
 import limits
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import Problem, problem_response
@@ -64,21 +64,57 @@ class Throttled(Problem):
         super().__init__(429, f"too many {what}; retry after {seconds} s", headers={"Retry-After": seconds})
 
 
+class Rate:
+    """`amount` requests per `period` seconds per key, as GCRA (generic cell rate algorithm).
+
+    Each key keeps only its theoretical arrival time (TAT): up to `amount` requests may come at
+    once, then one per emission interval `period / amount`. Keys whose TAT has passed are back to a
+    full bucket, so a sweep drops them once the table has doubled since the last one (amortised
+    O(1)). Not locked: every hit runs on the gateway's event loop thread.
+    """
+
+    MIN_SWEEP = 1024  # keys before the first sweep
+
+    def __init__(self, notation: str, clock: Callable[[], float] = time.monotonic) -> None:
+        item = limits.parse(notation)  # "50/second", "10 per minute", "5/2 hours"
+        self.amount, self.period = item.amount, float(item.get_expiry())
+        self.interval = self.period / self.amount
+        self._clock = clock
+        self._tats: dict[tuple[str, ...], float] = {}
+        self._sweep_above = self.MIN_SWEEP
+
+    def hit(self, *key: str) -> float:
+        """Count one request for `key`: 0 when allowed, else the seconds until one would be (not counted)."""
+        now = self._clock()
+        tat = max(self._tats.get(key, now), now) + self.interval
+        late = tat - now - self.period
+        if late > 1e-6:  # float rounding must not refuse the last request of a full burst
+            return late
+        self._tats[key] = tat
+        if len(self._tats) > self._sweep_above:
+            self._tats = {other: due for other, due in self._tats.items() if due > now}
+            self._sweep_above = max(self.MIN_SWEEP, 2 * len(self._tats))
+        return 0.0
+
+    @property
+    def tracked_keys(self) -> int:
+        return len(self._tats)
+
+
 class RateLimits:
-    """Moving-window rate limits of one gateway process, keyed so nobody can lock a victim out."""
+    """Rate limits of one gateway process, keyed so nobody can lock a victim out."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.login_per_client = limits.parse(settings.login_rate_per_client)
-        self.login_per_account = limits.parse(settings.login_rate_per_account)
-        self.signup_per_client = limits.parse(settings.signup_rate_per_client)
-        self.write_per_caller = limits.parse(settings.write_rate_per_caller)
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.login_per_client = Rate(settings.login_rate_per_client, clock)
+        self.login_per_account = Rate(settings.login_rate_per_account, clock)
+        self.signup_per_client = Rate(settings.signup_rate_per_client, clock)
+        self.write_per_caller = Rate(settings.write_rate_per_caller, clock)
 
-    def hit(self, item: limits.RateLimitItem, what: str, *key: str) -> None:
-        """Count one request; raise Throttled when the window is full."""
-        if not self._limiter.hit(item, *key):
-            reset = self._limiter.get_window_stats(item, *key).reset_time
-            raise Throttled(reset - time.time(), what)
+    def hit(self, rate: Rate, what: str, *key: str) -> None:
+        """Count one request; raise Throttled when the bucket is empty."""
+        retry_after = rate.hit(*key)
+        if retry_after:
+            raise Throttled(retry_after, what)
 
     def login_account(self, client: str, email: str) -> None:
         """Per (client, email), never per email alone: an attacker elsewhere never throttles the victim.
