@@ -1,5 +1,6 @@
 """Structured JSON logs (structlog) for gateway and worker, with a request id and secrets scrubbed."""
 
+import functools
 import logging
 import re
 import sys
@@ -25,16 +26,28 @@ _request_notes: ContextVar[dict[str, str] | None] = ContextVar("request_notes", 
 
 
 def _scrub_text(value: str) -> str:
+    if not _may_hold_secret(value):  # most values: skip the four regular expressions
+        return value
     for pattern in _SECRET_VALUES:
         value = pattern.sub(REDACTED, value)
     return value
+
+
+@functools.lru_cache(maxsize=4096)  # log lines reuse a handful of field names
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None
+
+
+def _may_hold_secret(value: str) -> bool:
+    """A cheap test that every string a pattern of _SECRET_VALUES matches passes."""
+    return "$argon2" in value or "eyJ" in value or "://" in value or "bearer" in value.lower()
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return _scrub_text(value)
     if isinstance(value, dict):
-        return {key: REDACTED if _SECRET_KEYS.search(str(key)) else _scrub(item) for key, item in value.items()}
+        return {key: REDACTED if _secret_key(str(key)) else _scrub(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(item) for item in value]
     return value
@@ -43,8 +56,7 @@ def _scrub(value: Any) -> Any:
 def scrub_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Drop secret-named fields and mask hashes, JWTs and credentials in every value."""
     return {
-        key: REDACTED if _SECRET_KEYS.search(key) and key != "event" else _scrub(value)
-        for key, value in event_dict.items()
+        key: REDACTED if _secret_key(key) and key != "event" else _scrub(value) for key, value in event_dict.items()
     }
 
 
@@ -66,8 +78,29 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _StderrLogger:
+    """structlog's output for our own (hot path) log lines: the rendered JSON straight to sys.stderr,
+    without a standard-library LogRecord, handler and formatter per line."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # for add_logger_name
+
+    def msg(self, message: str) -> None:
+        sys.stderr.write(message + "\n")
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger(*args: Any) -> _StderrLogger:
+    return _StderrLogger(str(args[0]) if args else "")
+
+
 def configure_logging(service: str, level: int | str = logging.INFO) -> None:
-    """JSON lines on stderr for structlog and standard-library loggers alike (idempotent)."""
+    """JSON lines on stderr for structlog and standard-library loggers alike (idempotent).
+
+    structlog's own lines (the per-request and per-command ones) render directly; standard-library
+    records (uvicorn, FastStream, our `logging` loggers) go through a handler with the same processors.
+    """
 
     def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         event_dict.setdefault("service", service)
@@ -79,23 +112,23 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.stdlib.ExtraAdder(),
     ]
+    rendering: list[Any] = [
+        structlog.processors.format_exc_info,
+        _render_exception_text,
+        scrub_secrets,
+        structlog.processors.JSONRenderer(default=str),
+    ]
+    numeric_level = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, *rendering],
+        logger_factory=_stderr_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            _render_exception_text,
-            scrub_secrets,
-            structlog.processors.JSONRenderer(default=str),
-        ],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
     )
     handler = _StderrHandler()
     handler.setFormatter(formatter)
