@@ -32,8 +32,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, settings: Settings, *, read_only: bool = False, reads: bool = False) -> AsyncEngine:
-    """An engine with the configured pool; read_only makes every PostgreSQL transaction read-only."""
+def create_engine(
+    url: str, settings: Settings, *, read_only: bool = False, reads: bool = False, pre_ping: bool | None = None
+) -> AsyncEngine:
+    """An engine with the configured pool; read_only makes every PostgreSQL transaction read-only.
+
+    pre_ping overrides DB_POOL_PRE_PING (the worker retries a dead connection instead of pinging).
+    """
     if is_sqlite(url):
         engine = create_async_engine(url, echo=settings.db_echo)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -50,7 +55,7 @@ def create_engine(url: str, settings: Settings, *, read_only: bool = False, read
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_pre_ping=settings.db_pool_pre_ping if pre_ping is None else pre_ping,
         connect_args={"server_settings": server_settings},
     )
 

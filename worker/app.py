@@ -24,7 +24,8 @@ def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or get_settings()
     broker = RabbitBroker(settings.rabbit_url, logger=log, log_level=logging.DEBUG, middlewares=[broker_middleware()])
     connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
-    engine = create_engine(settings.database_url, settings)
+    # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
+    engine = create_engine(settings.database_url, settings, pre_ping=False)
     applier = Applier(engine, retry_limit_s=settings.worker_transient_retry_limit_s)
     relay = Relay(engine, settings.rabbit_url)
     partitions = partitions_of_worker(settings.command_partitions, settings.worker_index, settings.worker_count)

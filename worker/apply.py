@@ -73,10 +73,12 @@ class Applied:
 
     outcomes: list[Outcome] = field(default_factory=list)
     events: list[OutboxRow] = field(default_factory=list)
+    marked: bool = False  # the relayed events handed to apply() were marked published in it
 
     def extend(self, other: "Applied") -> None:
         self.outcomes += other.outcomes
         self.events += other.events
+        self.marked = self.marked or other.marked
 
 
 async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> Applied:
@@ -106,26 +108,32 @@ async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> App
 def _runs(envelopes: Sequence[Envelope], prior: dict[uuid.UUID, Any]) -> Iterator[list[Envelope]]:
     """Split a batch, in order, into single commands and runs of new item.create (applied as one)."""
     run: list[Envelope] = []
+    in_run: set[uuid.UUID] = set()
     for envelope in envelopes:
         groupable = envelope.name == CommandName.ITEM_CREATE and envelope.command_id not in prior
-        if run and (not groupable or any(e.command_id == envelope.command_id for e in run)):
+        if run and (not groupable or envelope.command_id in in_run):
             yield run
-            run = []
+            run, in_run = [], set()
         if groupable:
             run.append(envelope)
+            in_run.add(envelope.command_id)
         else:
             yield [envelope]
     if run:
         yield run
 
 
-async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope]) -> Applied:
-    """One transaction for the whole batch; the token is read after COMMIT on the same connection."""
+async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+    """One transaction for the whole batch, which also marks the events relayed after the previous
+    one. The token, read after COMMIT on the same connection, is only needed by those who wait."""
     async with engine.connect() as conn:
         async with conn.begin():
             applied = await _apply_in(conn, envelopes)
-        token = await repository.wal_position(conn)
-    applied.outcomes = [outcome.model_copy(update={"token": token}) for outcome in applied.outcomes]
+            await events.mark_published(conn, relayed)
+        applied.marked = bool(relayed)
+        if any(envelope.reply_to for envelope in envelopes):
+            token = await repository.wal_position(conn)
+            applied.outcomes = [outcome.model_copy(update={"token": token}) for outcome in applied.outcomes]
     return applied
 
 
@@ -136,11 +144,11 @@ class Applier:
         self.engine = engine
         self.retry_limit_s = retry_limit_s
 
-    async def apply_with_retry(self, envelopes: Sequence[Envelope]) -> Applied:
+    async def apply_with_retry(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
         started, delay = time.monotonic(), 0.05
         while True:
             try:
-                return await apply_once(self.engine, envelopes)
+                return await apply_once(self.engine, envelopes, relayed)
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -150,10 +158,13 @@ class Applier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def apply(self, envelopes: Sequence[Envelope]) -> Applied:
-        """Outcomes in order; a command that cannot be applied comes back as dead_lettered."""
+    async def apply(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+        """Outcomes in order; a command that cannot be applied comes back as dead_lettered.
+
+        `relayed`: outbox ids published since the last commit, marked in the same transaction.
+        """
         try:
-            return await self.apply_with_retry(envelopes)
+            return await self.apply_with_retry(envelopes, relayed)
         except GaveUp as error:
             return Applied([await self.dead_letter(envelope, error) for envelope in envelopes])
         except Exception as error:
@@ -162,7 +173,7 @@ class Applier:
             log.warning("batch of %d failed (%r); applying one by one", len(envelopes), error)
         applied = Applied()
         for envelope in envelopes:
-            applied.extend(await self.apply([envelope]))
+            applied.extend(await self.apply([envelope], () if applied.marked else relayed))
         return applied
 
     async def dead_letter(self, envelope: Envelope, error: BaseException) -> Outcome:

@@ -54,6 +54,8 @@ class PartitionConsumer:
         self.partition = partition
         self.relay = relay
         self._unflushed = True
+        self._relayed: list[int] = []  # outbox ids published, to mark in the next transaction
+        self._relaying: asyncio.Task[None] | None = None  # the events of the last batch, going out
         self._active = False
         self.settings = settings
         self.applier = applier
@@ -143,12 +145,37 @@ class PartitionConsumer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_FLUSH_S):
                     await self._arrived.wait()
+            if self._buffer.empty():
+                await self._mark_relayed()  # no command transaction is coming to carry the mark
             if self._buffer.empty() and self._unflushed and self._active:
                 with contextlib.suppress(Exception):
-                    await self.relay.flush(self.partition)
-                    self._unflushed = False
+                    await self._flush()
+
+    async def _flush(self) -> None:
+        """Relay what is still unpublished in the outbox, after the events already going out."""
+        await self._relayed_so_far()
+        await self.relay.flush(self.partition)
+        self._unflushed = False
+
+    async def _relayed_so_far(self) -> None:
+        if self._relaying is not None:
+            await self._relaying
+
+    async def _mark_relayed(self) -> None:
+        await self._relayed_so_far()
+        relayed, self._relayed = self._relayed, []
+        try:
+            await self.relay.mark_published(relayed)
+        except Exception:  # unmarked, they would be relayed again by a flush: at least once
+            self._relayed = relayed + self._relayed
 
     async def _loop(self) -> None:
+        try:
+            await self._consume_batches()
+        finally:
+            await self._mark_relayed()
+
+    async def _consume_batches(self) -> None:
         while not self._stopping:
             batch = await self._next_batch()
             delay = 0.1
@@ -174,8 +201,7 @@ class PartitionConsumer:
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
         if self._unflushed:  # newly active on this partition: relay what a predecessor committed first
-            await self.relay.flush(self.partition)
-            self._unflushed = False
+            await self._flush()
         envelopes: list[tuple[AbstractIncomingMessage, Envelope]] = []
         for message in batch:
             try:
@@ -184,7 +210,10 @@ class PartitionConsumer:
             except PoisonMessage as poison:
                 await self.outbound.dead_letter(message, poison.reason)
                 observe_poison(message, poison.reason)
-        applied = await self.applier.apply([envelope for _, envelope in envelopes])
+        relayed, self._relayed = self._relayed, []  # the relay may add more while we apply
+        applied = await self.applier.apply([envelope for _, envelope in envelopes], relayed)
+        if not applied.marked:
+            self._relayed = relayed + self._relayed
         self._crash_hook([envelope for _, envelope in envelopes])
         outcomes = applied.outcomes
         for (message, _), outcome in zip(envelopes, outcomes, strict=True):
@@ -193,8 +222,8 @@ class PartitionConsumer:
         await self.outbound.reply_all(
             [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
-        await self._relay(applied.events)
-        await self._ack_through(batch[-1])
+        await self._ack_through(batch[-1])  # committed: the events are safe in the outbox
+        self._relay(applied.events)
         observe_batch(
             [(message, envelope, outcome) for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
@@ -207,10 +236,19 @@ class PartitionConsumer:
                 log.warning("test hook: crashing after commit, before ack")
                 os._exit(17)
 
-    async def _relay(self, events: list[OutboxRow]) -> None:
-        """Publish the batch's events; if the broker refuses, they stay in the outbox for the next flush."""
+    def _relay(self, events: list[OutboxRow]) -> None:
+        """Publish the batch's events while the next batch is applied, after the previous batch's
+        events (order per partition); if the broker refuses, they stay in the outbox for the next flush."""
+        if events:
+            self._relaying = asyncio.create_task(self._relay_after(self._relaying, events))
+
+    async def _relay_after(self, previous: asyncio.Task[None] | None, events: list[OutboxRow]) -> None:
+        if previous is not None:
+            await previous  # never raises: failures are caught below
+        if self._unflushed:  # an earlier relay failed: the next flush sends everything, in order
+            return
         try:
-            await self.relay.publish(events)
+            self._relayed += await self.relay.publish(events)
         except Exception as error:
             self._unflushed = True
             log.warning("partition %d: events not relayed yet (%r)", self.partition, error)

@@ -1,6 +1,7 @@
 """Events out, reliably: outbox rows are written in the command's transaction and relayed after commit."""
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -70,8 +71,17 @@ async def write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Outbo
     ]
 
 
+async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Mark relayed rows. Losing the mark (a crash before it commits) only relays them again, and
+    consumers deduplicate by event_id: it rides along in the next command transaction."""
+    if ids:
+        await conn.execute(
+            update(OutboxEvent).where(OutboxEvent.id.in_(list(ids))).values(published_at=datetime.now(UTC))
+        )
+
+
 class Relay:
-    """Publishes outbox rows in id order (persistent, confirmed), then marks them published."""
+    """Publishes outbox rows in id order (persistent, confirmed); they are marked published after."""
 
     def __init__(self, engine: AsyncEngine, rabbit_url: str) -> None:
         self.engine = engine
@@ -90,9 +100,11 @@ class Relay:
         assert self._exchange is not None
         return self._exchange
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> None:
-        """Relay rows just committed; a failure leaves them unpublished for the next flush (never lost)."""
+    async def publish(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """Relay rows just committed; their ids, for the caller to mark published in its next
+        transaction. A failure leaves them unpublished for the next flush (never lost)."""
         await self._send(rows)
+        return [row.id for row in rows]
 
     async def flush(self, partition: int) -> int:
         """Relay everything of this partition still unpublished (after a crash between commit and publish)."""
@@ -100,25 +112,28 @@ class Relay:
             query = select(OutboxEvent).where(OutboxEvent.partition == partition, OutboxEvent.published_at.is_(None))
             rows = (await conn.execute(query.order_by(OutboxEvent.id))).all()
         await self._send(rows)
+        await self.mark_published([row.id for row in rows])
         return len(rows)
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        """In a transaction of its own (when no command transaction is coming to carry the mark)."""
+        if ids:
+            async with self.engine.begin() as conn:
+                await mark_published(conn, ids)
 
     async def _send(self, rows: Sequence[Any]) -> None:
         if not rows:
             return
         exchange = await self._events_exchange()
         # Publishes on one channel go out in call order (aiormq's FIFO lock); confirms are awaited together.
-        await asyncio.gather(*(exchange.publish(self._message(row), routing_key=row.name) for row in rows))
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
+        # Not mandatory: an event nobody subscribed to is simply dropped (no return frame to handle).
+        sends = (exchange.publish(self._message(row), routing_key=row.name, mandatory=False) for row in rows)
+        await asyncio.gather(*sends)
 
     @staticmethod
     def _message(row: Any) -> aio_pika.Message:
         return aio_pika.Message(
-            Event.model_validate(row.payload).model_dump_json().encode(),
+            json.dumps(row.payload, separators=(",", ":")).encode(),  # written as Event.model_dump(mode="json")
             message_id=str(row.payload["event_id"]),
             correlation_id=str(row.command_id),
             content_type="application/json",

@@ -1,5 +1,6 @@
 """The worker's Prometheus metrics (own HTTP port) and its one log line per command."""
 
+import collections
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -87,10 +88,11 @@ def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope, Out
     if not applied:
         return
     BATCH_SIZE.observe(len(applied))
+    for (name, status), count in collections.Counter((o.name, o.status.value) for _, _, o in applied).items():
+        RECEIVED.labels(name).inc(count)
+        OUTCOMES.labels(name, status).inc(count)
     now = datetime.now(UTC)
     for message, envelope, outcome in applied:
-        RECEIVED.labels(outcome.name).inc()
-        OUTCOMES.labels(outcome.name, outcome.status.value).inc()
         latency = max(0.0, (now - envelope.received_at).total_seconds())
         APPLY_LATENCY.labels(outcome.name).observe(latency)
         since_publish = _since_publish_s(message, now.timestamp())
