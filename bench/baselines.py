@@ -1,13 +1,19 @@
 """Raw baselines: what asyncpg and aio-pika do on this machine with nothing of ours in between."""
 
+import argparse
 import asyncio
 import json
+import sys
 import time
+from collections import deque
+from pathlib import Path
 
 import aio_pika
 import asyncpg
+import uvloop
 
 RAW_QUEUE = "bench.raw"
+ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.baselines` runs
 INSERT = "INSERT INTO item (title, status, owner_id) VALUES ($1, 'pending', $2)"
 
 
@@ -119,43 +125,134 @@ async def publish(url: str, messages: int, owner_id: int, in_flight: int = 1_000
         return rate
 
 
+class _Batches:
+    """Deliveries in arrival order, handed out in batches of up to `size`: once a first one is there, wait at
+    most `window` s for the batch to fill. One event and at most one timer per batch, nothing per message."""
+
+    def __init__(self, size: int = 100, window: float = 0.002) -> None:
+        self.size, self.window = size, window
+        self._messages: deque[aio_pika.abc.AbstractIncomingMessage] = deque()
+        self._wake = asyncio.Event()
+        self._wanted = 1
+
+    async def put(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        """The consumer callback."""
+        self._messages.append(message)
+        if len(self._messages) >= self._wanted:
+            self._wake.set()
+
+    async def next(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        if not self._messages:
+            await self._until(1, None)
+        if len(self._messages) < self.size:
+            await self._until(self.size, self.window)
+        return [self._messages.popleft() for _ in range(min(self.size, len(self._messages)))]
+
+    async def _until(self, count: int, within: float | None) -> None:
+        """Until `count` messages are buffered, or `within` s passed."""
+        self._wanted = count
+        self._wake.clear()
+        timer = None if within is None else asyncio.get_running_loop().call_later(within, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+
+async def _group_commit(batches: _Batches, conn: asyncpg.Connection, messages: int) -> int:
+    """Insert each batch in one transaction, then ack it (one multiple ack), until `messages` are committed."""
+    committed = 0
+    while committed < messages:
+        batch = await batches.next()
+        records = [(body["title"], body["owner_id"]) for body in (json.loads(m.body) for m in batch)]
+        async with conn.transaction():
+            await conn.executemany(INSERT, records)
+        await batch[-1].ack(multiple=True)
+        committed += len(batch)
+    return committed
+
+
+async def _start_publisher(url: str, messages: int, owner_id: int) -> asyncio.subprocess.Process:
+    """The pipeline's publisher in a process of its own (as the worker is apart from its publishers),
+    connected and waiting for "go" on its stdin."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.baselines", "publish", url, str(messages), str(owner_id),
+        cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        ready = await asyncio.wait_for(process.stdout.readline(), 60)
+        if ready != b"ready\n":
+            await process.wait()
+            await _check(process)
+            raise RuntimeError(f"bare publisher: expected 'ready', got {ready!r}")
+    except BaseException:
+        await _stop(process)
+        raise
+    return process
+
+
+async def _check(process: asyncio.subprocess.Process) -> None:
+    """Raise if the (exited) publisher failed, with the end of its stderr."""
+    if process.returncode:
+        assert process.stderr is not None
+        stderr = await process.stderr.read()
+        raise RuntimeError(f"bare publisher exited with {process.returncode}: {stderr.decode()[-2000:]}")
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.kill()
+    await process.wait()
+
+
 async def consume_with_group_commit(url: str, dsn: str, messages: int, owner_id: int) -> float:
-    """Publisher and a bare consumer at once; the consumer inserts in batches (≤100 or 2 ms), then
-    acks the batch. Rows committed per second, end to end."""
-    connection = await aio_pika.connect(url)
-    conn = await asyncpg.connect(dsn)
-    async with connection:
-        channel = await connection.channel()
-        await channel.set_qos(prefetch_count=1_000)
-        queue = await _raw_queue(channel)
-        await queue.purge()
-        buffer: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
-        tag = await queue.consume(buffer.put)
-        start = time.perf_counter()
-        publisher = asyncio.create_task(publish_only(url, messages, owner_id))
-        committed = 0
-        while committed < messages:
-            batch = [await buffer.get()]
-            deadline = time.perf_counter() + 0.002
-            while len(batch) < 100:
+    """A bare consumer while a publisher in another process (confirms, 1,000 in flight) publishes `messages`;
+    the consumer inserts in batches (≤100 or 2 ms), then acks the batch. Rows committed per second, end to end:
+    from the publisher's go (it is connected by then, as the bench's publisher is) to the last commit."""
+    publisher = await _start_publisher(url, messages, owner_id)
+    try:
+        connection = await aio_pika.connect(url)
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with connection:
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=1_000)
+                queue = await _raw_queue(channel)
+                await queue.purge()
+                batches = _Batches()
+                tag = await queue.consume(batches.put)
+                assert publisher.stdin is not None
+                start = time.perf_counter()
+                publisher.stdin.write(b"go\n")
+                await publisher.stdin.drain()
+                publisher.stdin.close()
+                consuming = asyncio.create_task(_group_commit(batches, conn, messages))
+                published = asyncio.create_task(publisher.wait())
                 try:
-                    batch.append(await asyncio.wait_for(buffer.get(), max(deadline - time.perf_counter(), 0)))
-                except TimeoutError:
-                    break
-            records = [(body["title"], body["owner_id"]) for body in (json.loads(m.body) for m in batch)]
-            async with conn.transaction():
-                await conn.executemany(INSERT, records)
-            await batch[-1].ack(multiple=True)
-            committed += len(batch)
-        rate = committed / (time.perf_counter() - start)
-        await publisher
-        await queue.cancel(tag)
-        await queue.delete(if_unused=False, if_empty=False)
-    await conn.close()
+                    await asyncio.wait({consuming, published}, return_when=asyncio.FIRST_COMPLETED)
+                    if published.done():
+                        await _check(publisher)  # a failed publisher would leave the consumer waiting
+                    committed = await consuming
+                    rate = committed / (time.perf_counter() - start)
+                    await published
+                    await _check(publisher)
+                finally:
+                    consuming.cancel()
+                    published.cancel()
+                await queue.cancel(tag)
+                await queue.delete(if_unused=False, if_empty=False)
+        finally:
+            await conn.close()
+    finally:
+        await _stop(publisher)
     return rate
 
 
 async def publish_only(url: str, messages: int, owner_id: int, in_flight: int = 1_000) -> None:
+    """The pipeline's publisher (run by `python -m bench.baselines publish`): connect, print "ready", wait for
+    "go" on stdin, then publish `messages` persistent messages with confirms, `in_flight` outstanding."""
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -167,4 +264,18 @@ async def publish_only(url: str, messages: int, owner_id: int, in_flight: int = 
                 message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
                 await channel.default_exchange.publish(message, routing_key=RAW_QUEUE)
 
+        print("ready", flush=True)
+        if await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline) != "go\n":
+            sys.exit("bare publisher: no go from the consumer")
         await asyncio.gather(*(one() for _ in range(messages)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The bare pipeline's publisher (see consume_with_group_commit).")
+    parser.add_argument("command", choices=["publish"])
+    parser.add_argument("url")
+    parser.add_argument("messages", type=int)
+    parser.add_argument("owner_id", type=int)
+    parser.add_argument("--in-flight", type=int, default=1_000)
+    args = parser.parse_args()
+    uvloop.run(publish_only(args.url, args.messages, args.owner_id, args.in_flight))
