@@ -185,15 +185,20 @@ def stats(limit: Annotated[int, typer.Option(help="top queries shown")] = 10) ->
     typer.echo("\n".join(_run_async(work)))
 
 
+IMPORT_DONE = "state = 'completed' AND updated_at < :cutoff"
 PRUNES = {
     "command": text("DELETE FROM command WHERE applied_at < :cutoff"),
     "outbox": text("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < :cutoff"),
-    "import_job": text("DELETE FROM import_job WHERE state = 'completed' AND updated_at < :cutoff"),
+    # A finished import's chunk claims go with it (first: they are found through the job).
+    "import_chunk": text(
+        f"DELETE FROM import_chunk WHERE import_id IN (SELECT id FROM import_job WHERE {IMPORT_DONE})"
+    ),
+    "import_job": text(f"DELETE FROM import_job WHERE {IMPORT_DONE}"),
 }
 
 
 async def prune_older_than(conn: AsyncConnection, days: float) -> dict[str, int]:
-    """Delete command outcomes, published outbox rows and finished imports older than `days`."""
+    """Delete command outcomes, published outbox rows and finished imports (with their chunks) older than `days`."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
     deleted: dict[str, int] = {}
     for table, statement in PRUNES.items():

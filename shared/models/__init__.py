@@ -2,7 +2,7 @@
 
 from shared.models.base import Base
 from shared.models.command import Command, CommandStatus
-from shared.models.import_job import ImportJob, ImportState
+from shared.models.import_job import ImportJob, ImportJobChunk, ImportState
 from shared.models.item import Item, ItemStatus
 from shared.models.outbox import OutboxEvent
 from shared.models.user import User
@@ -12,6 +12,7 @@ __all__ = [
     "Command",
     "CommandStatus",
     "ImportJob",
+    "ImportJobChunk",
     "ImportState",
     "Item",
     "ItemStatus",

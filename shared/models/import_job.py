@@ -40,3 +40,21 @@ class ImportJob(Base):
         Index("ix_import_job_owner_id", "owner_id"),
         Index("ix_import_job_updated_at", "updated_at"),
     )
+
+
+class ImportJobChunk(Base):
+    """One row per applied chunk: the claim that makes a republished chunk (a new message id) a no-op.
+
+    The key includes owner_id: a chunk naming another owner's import claims only in its own owner's
+    key space, so it can never mark the real owner's (import_id, seq) as done (see
+    worker/handlers/imports.py).
+    """
+
+    __tablename__ = "import_chunk"
+
+    import_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied: Mapped[int] = mapped_column(Integer, nullable=False)
+    rejected: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())

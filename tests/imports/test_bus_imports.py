@@ -1,9 +1,10 @@
-"""Imports through the bus: a large CSV with bad rows, a redelivered chunk, chunks of a foreign actor."""
+"""Imports through the bus: a large CSV with bad rows, a redelivered or republished chunk, foreign chunks."""
 
 import json
 import uuid
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import httpx
 
@@ -80,3 +81,65 @@ async def test_a_chunk_for_someone_else_is_rejected_and_touches_no_import(
     assert (outcome["status"], outcome["code"]) == ("rejected", "not_found")
     assert await primary.fetchval("SELECT count(*) FROM import_job WHERE id = $1", import_id) == 0
     assert await primary.fetchval("SELECT count(*) FROM item WHERE owner_id = $1", victim.id) == 0
+
+
+async def _outcomes(primary: asyncpg.Connection, *messages: aio_pika.Message) -> list[asyncpg.Record]:
+    """The inbox rows of these commands, in order, once all exist."""
+    ids = [uuid.UUID(message.message_id) for message in messages]  # type: ignore[arg-type]
+    query = "SELECT command_id, status, code, detail, changes FROM command WHERE command_id = ANY($1)"
+    rows = await eventually(lambda: primary.fetch(query, ids), lambda rows: len(rows) == len(ids))
+    by_id = {row["command_id"]: row for row in rows}
+    return [by_id[command_id] for command_id in ids]
+
+
+async def test_a_chunk_republished_with_a_new_message_id_has_one_effect(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    owner = await sign_up(http)
+    import_id, actor = uuid.uuid4(), f"user:{owner.id}"
+    first = _chunk(import_id, owner.id, [{"row": 1, "title": "again 1"}, {"row": 2, "title": "   "}], seq=0, total=2)
+    second = _chunk(import_id, owner.id, [{"row": 3, "title": "again 3"}], seq=1, total=2)
+    messages = [command_message(body, actor=actor, owner=str(owner.id)) for body in (first, first, second)]
+    assert messages[0].message_id != messages[1].message_id  # a retried upload: same chunk, new message id
+    await publish([("item.import", message) for message in messages])
+
+    outcomes = await _outcomes(primary, *messages)
+    job = await finished_job(primary, import_id)
+    assert (job["chunks_done"], job["total_chunks"], job["applied"], job["rejected"]) == (2, 2, 2, 1)
+    assert errors_of(job) == [{"row": 2, "error": "title: Value error, must not be blank"}]
+    titles = await primary.fetch("SELECT title FROM item WHERE owner_id = $1 ORDER BY title", owner.id)
+    assert [record["title"] for record in titles] == ["again 1", "again 3"]
+    assert [(o["status"], o["code"]) for o in outcomes] == [("applied", "created")] * 3
+    changes = [json.loads(o["changes"]) for o in outcomes]
+    assert changes[0] == {"import_id": str(import_id), "seq": 0, "applied": 1, "rejected": 1}
+    assert changes[1] == {"import_id": str(import_id), "seq": 0, "applied": 0, "rejected": 0, "duplicate": True}
+    assert "already applied" in outcomes[1]["detail"]
+    assert "duplicate" not in changes[2]
+
+
+async def test_a_chunk_naming_another_owners_import_cannot_claim_its_seq(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    victim, intruder = await sign_up(http), await sign_up(http)
+    import_id = uuid.uuid4()
+
+    def message(owner_id: int, title: str, seq: int) -> aio_pika.Message:
+        body = _chunk(import_id, owner_id, [{"row": 1, "title": title}], seq=seq, total=2)
+        return command_message(body, actor=f"user:{owner_id}", owner=str(owner_id))
+
+    opening = message(victim.id, "victim 0", 0)
+    await publish([("item.import", opening)])
+    await _outcomes(primary, opening)
+    squatter = message(intruder.id, "intruder 1", 1)  # the intruder acts for itself, naming the victim's import
+    await publish([("item.import", squatter)])
+    await _outcomes(primary, squatter)
+    closing = message(victim.id, "victim 1", 1)
+    await publish([("item.import", closing)])
+
+    [outcome] = await _outcomes(primary, closing)
+    assert outcome["detail"] is None
+    assert "duplicate" not in json.loads(outcome["changes"])
+    job = await finished_job(primary, import_id)
+    assert (job["owner_id"], job["chunks_done"], job["applied"], job["rejected"]) == (victim.id, 2, 2, 0)
+    titles = await primary.fetch("SELECT title FROM item WHERE owner_id = $1 ORDER BY title", victim.id)
+    assert [record["title"] for record in titles] == ["victim 0", "victim 1"]

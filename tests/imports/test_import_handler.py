@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.contracts.commands import CommandName, CreateUser
 from shared.contracts.headers import Actor
 from shared.contracts.imports import ImportChunk, ImportRow
-from shared.models import ImportJob, Item
+from shared.models import Command, ImportJob, Item
 from tests.support.embedded import HASH, envelope
 from worker.apply import apply_once
+from worker.handlers.imports import DUPLICATE
 
 
 async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: AsyncEngine) -> None:
@@ -35,3 +36,26 @@ async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: 
     assert (job.state, job.chunks_done, job.applied, job.rejected) == ("completed", 2, 4, 2)
     assert [e["row"] for e in job.errors] == [4, 6]
     assert items == 4
+
+
+async def test_a_chunk_republished_with_a_new_message_id_has_one_effect_on_sqlite(sqlite: AsyncEngine) -> None:
+    signup = CreateUser(email="r@m.io", hashed_password=HASH, full_name="R")
+    [user] = (await apply_once(sqlite, [envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
+    owner = user.resource_id
+    assert owner is not None
+    chunk = ImportChunk(import_id=uuid.uuid4(), seq=0, total=2, owner_id=owner, rows=[ImportRow(row=1, title="t")])
+    twice = [envelope(CommandName.ITEM_IMPORT, chunk, Actor.user(owner)) for _ in range(2)]  # two message ids
+    first = (await apply_once(sqlite, twice[:1])).outcomes
+    again = (await apply_once(sqlite, twice[1:])).outcomes
+    assert [(o.status, o.code, o.detail) for o in first] == [("applied", "created", None)]
+    assert [(o.status, o.code, o.detail) for o in again] == [("applied", "created", DUPLICATE)]
+
+    async with sqlite.connect() as conn:
+        job = (await conn.execute(select(ImportJob.__table__))).one()
+        items = (await conn.execute(select(func.count()).select_from(Item))).scalar_one()
+        changes = (
+            await conn.execute(select(Command.changes).where(Command.command_id == twice[1].command_id))
+        ).scalar_one()
+    assert (job.state, job.chunks_done, job.applied, job.rejected) == ("running", 1, 1, 0)
+    assert items == 1
+    assert changes == {"import_id": str(chunk.import_id), "seq": 0, "applied": 0, "rejected": 0, "duplicate": True}

@@ -124,30 +124,45 @@ INSERT INTO outbox (command_id, partition, name, payload, created_at, published_
   (gen_random_uuid(), 0, 'item.created', '{}', now() - interval '40 days', now() - interval '40 days'),
   (gen_random_uuid(), 0, 'item.created', '{}', now() - interval '40 days', NULL),
   (gen_random_uuid(), 0, 'item.created', '{}', now(), now());
+INSERT INTO import_job (id, owner_id, total_chunks, chunks_done, applied, rejected, state, errors, updated_at) VALUES
+  ('00000000-0000-0000-0000-00000000000a', 1, 2, 2, 2, 0, 'completed', '[]', now() - interval '40 days'),
+  ('00000000-0000-0000-0000-00000000000b', 1, 2, 1, 1, 0, 'running', '[]', now() - interval '40 days'),
+  ('00000000-0000-0000-0000-00000000000c', 1, 1, 1, 1, 0, 'completed', '[]', now());
+INSERT INTO import_chunk (import_id, owner_id, seq, applied, rejected) VALUES
+  ('00000000-0000-0000-0000-00000000000a', 1, 0, 1, 0), ('00000000-0000-0000-0000-00000000000a', 1, 1, 1, 0),
+  ('00000000-0000-0000-0000-00000000000b', 1, 0, 1, 0), ('00000000-0000-0000-0000-00000000000c', 1, 0, 1, 0);
 """
+IMPORTS_LEFT = "SELECT string_agg(right(id::text, 1), '' ORDER BY id) FROM import_job"
+CHUNKS_LEFT = "SELECT string_agg(right(import_id::text, 1), '' ORDER BY import_id, seq) FROM import_chunk"
 
 
-async def prune_counts(setup: bool) -> tuple[int, int]:
+async def prune_counts(setup: bool) -> tuple[int, int, str, str]:
+    """Rows left in command and outbox, and which imports (a, b, c) have a job and chunks left."""
     connection = await asyncpg.connect(BACKUP_DSN)
     try:
         if setup:
-            await connection.execute("TRUNCATE command, outbox")
+            await connection.execute("TRUNCATE command, outbox, import_job, import_chunk")
             await connection.execute(PRUNE_FIXTURE)
         return (
             await connection.fetchval("SELECT count(*) FROM command"),
             await connection.fetchval("SELECT count(*) FROM outbox"),
+            await connection.fetchval(IMPORTS_LEFT),
+            await connection.fetchval(CHUNKS_LEFT),
         )
     finally:
         await connection.close()
 
 
 @pytest.mark.postgres
-def test_prune_keeps_recent_outcomes_and_unpublished_events() -> None:
+def test_prune_keeps_recent_outcomes_unpublished_events_and_unfinished_imports() -> None:
     env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
     asyncio.run(recreate_database())
     opengovfood("db", "upgrade", env=env)
-    assert asyncio.run(prune_counts(setup=True)) == (2, 3)
+    assert asyncio.run(prune_counts(setup=True)) == (2, 3, "abc", "aabc")
     out = opengovfood("db", "prune", "--older-than", "30", env=env).stdout
     assert "command: 1 rows deleted" in out
     assert "outbox: 1 rows deleted" in out
-    assert asyncio.run(prune_counts(setup=False)) == (1, 2)  # the unpublished event stays, however old
+    assert "import_chunk: 2 rows deleted" in out
+    assert "import_job: 1 rows deleted" in out
+    # the unpublished event stays, however old; so do the running import and the recent one, with their chunks
+    assert asyncio.run(prune_counts(setup=False)) == (1, 2, "bc", "bc")

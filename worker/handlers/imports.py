@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.fields import Status
 from shared.contracts.imports import ImportChunk, ItemFields, check_rows
 from shared.contracts.outcomes import OutcomeCode
-from shared.models import CommandStatus, ImportJob, ImportState, Item
+from shared.models import CommandStatus, ImportJob, ImportJobChunk, ImportState, Item
 from worker import repository
 from worker.authorization import may_act_for
 from worker.envelope import Envelope
@@ -18,6 +18,7 @@ from worker.handlers.result import Result, rejected
 
 MAX_ERRORS = 100  # kept per import, in row order
 ITEM_COLUMNS = ["title", "description", "status", "owner_id"]
+DUPLICATE = "this chunk of the import was already applied: nothing done again"
 
 
 async def import_items(conn: AsyncConnection, envelope: Envelope) -> Result:
@@ -32,10 +33,31 @@ async def import_items(conn: AsyncConnection, envelope: Envelope) -> Result:
     if owner is None or owner.is_active is False:
         reason = "no such owner" if owner is None else "the owner is not active"
         valid, errors = [], [{"row": row["row"], "error": reason} for row in chunk.rows]
+    changes = {"import_id": str(chunk.import_id), "seq": chunk.seq, "applied": len(valid), "rejected": len(errors)}
+    if not await claim_chunk(conn, chunk, applied=len(valid), rejected=len(errors)):
+        # Answered like the first (as the inbox answers a redelivery): applied, with nothing done again.
+        duplicate = {**changes, "duplicate": True, "applied": 0, "rejected": 0}
+        return Result(CommandStatus.APPLIED, OutcomeCode.CREATED, detail=DUPLICATE, changes=duplicate)
     await insert_items(conn, chunk.owner_id, valid)
     await record_chunk(conn, chunk, applied=len(valid), rejected=len(errors), errors=errors[:MAX_ERRORS])
-    changes = {"import_id": str(chunk.import_id), "seq": chunk.seq, "applied": len(valid), "rejected": len(errors)}
     return Result(CommandStatus.APPLIED, OutcomeCode.CREATED, changes=changes)
+
+
+async def claim_chunk(conn: AsyncConnection, chunk: ImportChunk, *, applied: int, rejected: int) -> bool:
+    """Claim (import_id, owner_id, seq) in this transaction; False if that chunk was already applied.
+
+    The inbox catches a redelivery (same message id); this catches the same chunk republished under
+    a new message id. The key includes owner_id on purpose: the job upsert ignores a chunk naming
+    another owner's import (its WHERE), but with a key of (import_id, seq) alone such a chunk would
+    still take the slot and the real owner's chunk would then be dropped as a duplicate. Called
+    after may_act_for, so owner_id is an owner this actor may act for: a claim only ever blocks
+    that owner's own repeats.
+    """
+    key = {"import_id": chunk.import_id, "owner_id": chunk.owner_id, "seq": chunk.seq}
+    result: Any = await conn.execute(
+        _claim(conn.dialect.name == "postgresql"), {**key, "applied": applied, "rejected": rejected}
+    )
+    return bool(result.rowcount)
 
 
 async def insert_items(conn: AsyncConnection, owner_id: int, items: list[ItemFields]) -> None:
@@ -70,6 +92,11 @@ async def record_chunk(
         "errors": errors,
     }
     await conn.execute(_upsert(postgres), values)
+
+
+@functools.cache
+def _claim(postgres: bool) -> Any:
+    return (postgresql.insert if postgres else sqlite.insert)(ImportJobChunk).on_conflict_do_nothing()
 
 
 @functools.cache
