@@ -1,5 +1,6 @@
 """The users this gateway process verified a moment ago: spares the replica a lookup per request."""
 
+import random
 import time
 
 from shared.models import User
@@ -28,4 +29,6 @@ class RecentUsers:
             return
         if len(self._seen) >= MAX_ENTRIES:
             self._seen.clear()
-        self._seen[user.id] = (time.monotonic() + self.ttl_s, user)
+        # Expiries spread over the second half of the TTL: callers first seen together (a burst, a
+        # restart) would otherwise all be looked up again in the same instant, a latency spike.
+        self._seen[user.id] = (time.monotonic() + self.ttl_s * (0.5 + random.random() / 2), user)
