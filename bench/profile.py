@@ -55,7 +55,7 @@ async def drive(
         PY_SPY, "record", "-p", str(pid), *options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     table = Table()
-    sizes = Sizes(load_s=seconds, raw_s=1, bus_messages=messages, imports=())
+    sizes = Sizes(load_s=seconds, warm_s=1, raw_s=1, bus_messages=messages, imports=())
     if target == "worker":
         await bus_commands(table, sizes, users, pipeline=0)
     elif target == "import":
