@@ -13,6 +13,7 @@ from worker.apply import Applier
 from worker.connection import ConsumerConnection
 from worker.consumer import PartitionConsumer
 from worker.events import Relay
+from worker.group_commit import GroupCommit
 from worker.heartbeat import Heartbeat
 from worker.metrics import broker_middleware, start_metrics_server
 
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
     connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
     # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
     engine = create_engine(settings.database_url, settings, pre_ping=False)
-    applier = Applier(engine, retry_limit_s=settings.worker_transient_retry_limit_s)
+    applier = GroupCommit(Applier(engine, retry_limit_s=settings.worker_transient_retry_limit_s))
     relay = Relay(engine, settings.rabbit_url)
     partitions = partitions_of_worker(settings.command_partitions, settings.worker_index, settings.worker_count)
     standby = [p for p in range(settings.command_partitions) if p not in partitions]

@@ -14,10 +14,10 @@ from shared.logging import HEADER_REQUEST_ID
 from shared.models import CommandStatus
 from shared.settings import Settings
 from shared.topology import partition_queue_name
-from worker.apply import Applier
 from worker.connection import ConsumerConnection
 from worker.envelope import Envelope, PoisonMessage, decode
 from worker.events import OutboxRow, Relay
+from worker.group_commit import GroupCommit
 from worker.metrics import observe_batch, observe_poison
 from worker.outbound import Outbound
 
@@ -47,7 +47,7 @@ class PartitionConsumer:
         connection: ConsumerConnection,
         partition: int,
         settings: Settings,
-        applier: Applier,
+        applier: GroupCommit,
         relay: Relay,
     ) -> None:
         self.connection = connection
