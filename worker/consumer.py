@@ -117,10 +117,11 @@ class PartitionConsumer:
         first = self._buffer.get_nowait()
         if first is None:
             return []
-        batch = [first]
+        batch, size = [first], len(first.body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.worker_batch_wait_ms / 1000
-        while len(batch) < self.settings.worker_batch_size:
+        # Up to N commands, or fewer large ones (import chunks): a batch's memory stays bounded.
+        while len(batch) < self.settings.worker_batch_size and size < self.settings.worker_batch_bytes:
             if self._buffer.empty():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -136,6 +137,7 @@ class PartitionConsumer:
                 self._stopping = True
                 break
             batch.append(message)
+            size += len(message.body)
         return batch
 
     async def _wait_for_work(self) -> None:

@@ -32,7 +32,9 @@ PUBLISH_TO_COMMIT = Histogram(
     buckets=(1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
 BATCH_SIZE = Histogram(
-    "worker_batch_size", "Commands per transaction", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    "worker_batch_size",
+    "Commands per batch of one partition (batches ready together share a transaction)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 400, 1000),
 )
 
 
