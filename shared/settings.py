@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=400, ge=1)
     worker_batch_bytes: int = Field(default=4 * 2**20, ge=1)  # and at most this much message body
     worker_batch_wait_ms: float = Field(default=2.0, ge=0)
-    worker_prefetch: int = Field(default=800, ge=1)
+    worker_prefetch: int = Field(default=400, ge=1)
     worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
     test_crash_after_commit_title: str = ""  # tests only (ENVIRONMENT=test): see worker/consumer.py
     worker_standby_delay_s: float = 5.0  # then subscribe to the other workers' partitions as standby
