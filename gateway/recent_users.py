@@ -29,6 +29,6 @@ class RecentUsers:
             return
         if len(self._seen) >= MAX_ENTRIES:
             self._seen.clear()
-        # Expiries spread over the second half of the TTL: callers first seen together (a burst, a
-        # restart) would otherwise all be looked up again in the same instant, a latency spike.
-        self._seen[user.id] = (time.monotonic() + self.ttl_s * (0.5 + random.random() / 2), user)
+        # Expiries spread over the last tenth of the TTL: callers first seen together (a burst, a
+        # restart) would otherwise all be looked up again in the same instant.
+        self._seen[user.id] = (time.monotonic() + self.ttl_s * (0.9 + random.random() / 10), user)
