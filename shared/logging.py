@@ -136,9 +136,13 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
     root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler | logging.StreamHandler)
                      or type(h).__module__.startswith("_pytest")] + [handler]  # fmt: skip
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "faststream.access"):
+    for name in ("uvicorn", "uvicorn.error", "faststream", "faststream.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # The gateway writes its own access line (route template, status, ms, request and command ids);
+    # uvicorn's would be a second line per request. With no handler, uvicorn does not even format it.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers, access.propagate = [], False
 
 
 def new_request_id(incoming: str | None) -> str:
