@@ -13,7 +13,7 @@ from gateway import repository
 from gateway.bus import BusUnavailable
 from gateway.consistency import TOKEN_HEADER, parse_token, replayed_position
 from gateway.deps import Services
-from gateway.idempotency import IdempotentRequest
+from gateway.idempotency import IdempotentRequest, idempotent
 from gateway.problems import problem_response
 from gateway.schemas import Accepted
 from shared.contracts.commands import CommandBody, CommandName
@@ -90,6 +90,27 @@ async def dispatch(
         if future is not None:
             services.bus.forget(command_id, future)
     return await answer(services, outcome, resource)
+
+
+async def dispatch_as_caller(
+    services: Services,
+    user_id: int,
+    name: CommandName,
+    body: CommandBody,
+    *,
+    wait_s: float | None,
+    resource: Resource,
+    key: str | None = None,
+    route: str = "",
+    fingerprinted: BaseModel | None = None,
+) -> Response:
+    """A command of the caller's own: acted by them and ordered with their other commands. With an
+    Idempotency-Key, its id comes from (caller, key) and a retry must repeat `fingerprinted` on `route`."""
+    scope = str(user_id)
+    return await dispatch(
+        services, name, body, actor=Actor.user(user_id), owner_key=scope, wait_s=wait_s, resource=resource,
+        idempotent=idempotent(services.settings.secret_key, scope, key, route, fingerprinted),
+    )  # fmt: skip
 
 
 async def _known_outcome(services: Services, idempotent: IdempotentRequest) -> Outcome | None:

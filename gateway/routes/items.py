@@ -7,13 +7,12 @@ from sqlalchemy import Row
 
 from gateway import repository
 from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep, TokenDep
-from gateway.idempotency import IdempotencyKeyDep, idempotent
+from gateway.idempotency import IdempotencyKeyDep
 from gateway.pagination import decode_cursor, next_cursor
 from gateway.problems import Problem
 from gateway.schemas import Accepted, ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
-from gateway.writes import Resource, dispatch
+from gateway.writes import Resource, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, UpdateItem
-from shared.contracts.headers import Actor
 from shared.db import ReadSession
 from shared.etag import item_etag
 from shared.models import ItemStatus
@@ -48,10 +47,9 @@ async def create_item(
     body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
     command = CreateItem(owner_id=user.id, **body.model_dump(exclude_unset=True))
-    return await dispatch(
-        services, CommandName.ITEM_CREATE, command,
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
-        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "POST /items", body),
+    return await dispatch_as_caller(
+        services, user.id, CommandName.ITEM_CREATE, command,
+        wait_s=wait, resource=_resource(user.id), key=key, route="POST /items", fingerprinted=body,
     )  # fmt: skip
 
 
@@ -110,10 +108,9 @@ async def update_item(
     """Changes only the fields sent; with If-Match, only if the item is unchanged (else 412)."""
     await _owned_item(services, token, item_id, user.id)
     command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True), **_precondition(if_match))
-    return await dispatch(
-        services, CommandName.ITEM_UPDATE, command,
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
-        idempotent=idempotent(services.settings.secret_key, str(user.id), key, f"PATCH /items/{item_id}", command),
+    return await dispatch_as_caller(
+        services, user.id, CommandName.ITEM_UPDATE, command,
+        wait_s=wait, resource=_resource(user.id), key=key, route=f"PATCH /items/{item_id}", fingerprinted=command,
     )  # fmt: skip
 
 
@@ -129,8 +126,7 @@ async def delete_item(
 ) -> Response:
     await _owned_item(services, token, item_id, user.id)
     command = DeleteItem(item_id=item_id, **_precondition(if_match))
-    return await dispatch(
-        services, CommandName.ITEM_DELETE, command,
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=_resource(user.id),
-        idempotent=idempotent(services.settings.secret_key, str(user.id), key, f"DELETE /items/{item_id}", command),
+    return await dispatch_as_caller(
+        services, user.id, CommandName.ITEM_DELETE, command,
+        wait_s=wait, resource=_resource(user.id), key=key, route=f"DELETE /items/{item_id}", fingerprinted=command,
     )  # fmt: skip

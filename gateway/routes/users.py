@@ -9,7 +9,7 @@ from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
 from gateway.idempotency import IdempotencyKeyDep, idempotent
 from gateway.problems import Problem
 from gateway.schemas import Accepted, PasswordChange, UserCreate, UserRead, UserUpdateMe
-from gateway.writes import Resource, dispatch
+from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
 from shared.contracts.headers import Actor
 from shared.db import ReadSession
@@ -59,10 +59,9 @@ async def update_me(
     body: UserUpdateMe, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
     command = UpdateUser(user_id=user.id, **body.model_dump(exclude_unset=True))
-    return await dispatch(
-        services, CommandName.USER_UPDATE, command,
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
-        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "PATCH /users/me", body),
+    return await dispatch_as_caller(
+        services, user.id, CommandName.USER_UPDATE, command,
+        wait_s=wait, resource=USER, key=key, route="PATCH /users/me", fingerprinted=body,
     )  # fmt: skip
 
 
@@ -76,17 +75,13 @@ async def change_password(
     if body.new_password == body.current_password:
         raise Problem(400, "the new password must differ from the current one")
     command = UpdateUser(user_id=user.id, hashed_password=await services.passwords.hash(body.new_password))
-    return await dispatch(
-        services, CommandName.USER_UPDATE, command,
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
-    )  # fmt: skip
+    return await dispatch_as_caller(services, user.id, CommandName.USER_UPDATE, command, wait_s=wait, resource=USER)
 
 
 @router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
 async def delete_me(user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep) -> Response:
     """Delete the caller and, by cascade, all their items."""
-    return await dispatch(
-        services, CommandName.USER_DELETE, DeleteUser(user_id=user.id),
-        actor=Actor.user(user.id), owner_key=str(user.id), wait_s=wait, resource=USER,
-        idempotent=idempotent(services.settings.secret_key, str(user.id), key, "DELETE /users/me", None),
+    return await dispatch_as_caller(
+        services, user.id, CommandName.USER_DELETE, DeleteUser(user_id=user.id),
+        wait_s=wait, resource=USER, key=key, route="DELETE /users/me",
     )  # fmt: skip
