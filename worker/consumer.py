@@ -4,13 +4,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from dataclasses import replace
 
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 from faststream.rabbit import RabbitBroker
 
-from shared.logging import HEADER_REQUEST_ID
 from shared.models import CommandStatus
 from shared.settings import Settings
 from shared.topology import partition_queue_name
@@ -31,11 +29,6 @@ def _channel_closed(message: AbstractIncomingMessage) -> bool:
         return bool(message.channel.is_closed)
     except ChannelInvalidStateError:  # aio-pika raises instead of answering once the channel is gone
         return True
-
-
-def _request_id(message: AbstractIncomingMessage) -> str | None:
-    value = (message.headers or {}).get(HEADER_REQUEST_ID)
-    return str(value)[:64] if value else None
 
 
 class PartitionConsumer:
@@ -199,6 +192,7 @@ class PartitionConsumer:
             bus_user=message.user_id,
             reply_to=message.reply_to,
             gateway_bus_user=self.settings.gateway_bus_user,
+            partition=self.partition,
         )
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
@@ -207,7 +201,7 @@ class PartitionConsumer:
         envelopes: list[tuple[AbstractIncomingMessage, Envelope]] = []
         for message in batch:
             try:
-                envelope = replace(self._decode(message), partition=self.partition, request_id=_request_id(message))
+                envelope = self._decode(message)
                 envelopes.append((message, envelope))
             except PoisonMessage as poison:
                 await self.outbound.dead_letter(message, poison.reason)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from shared.contracts.commands import SCHEMA_VERSION, CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS, body_schema, upcast
+from shared.logging import HEADER_REQUEST_ID
 from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_SCHEMA_VERSION
 
 
@@ -35,6 +36,11 @@ class Envelope:
     received_at: datetime
     partition: int = 0  # the partition queue it came from: its events are relayed in that order
     request_id: str | None = None  # the HTTP request behind it (x-request-id), carried into its event
+
+
+def _request_id(headers: dict[str, Any]) -> str | None:
+    value = headers.get(HEADER_REQUEST_ID)
+    return str(value)[:64] if value else None
 
 
 def _command_id(message_id: str | None) -> uuid.UUID:
@@ -86,6 +92,7 @@ def decode(
     bus_user: str | None,
     reply_to: str | None,
     gateway_bus_user: str,
+    partition: int = 0,
 ) -> Envelope:
     """Validate headers and body; raise PoisonMessage with a readable reason."""
     command_id = _command_id(message_id)
@@ -100,6 +107,8 @@ def decode(
             fingerprint=str(headers.get(HEADER_FINGERPRINT) or "")[:64] or None,
             reply_to=reply_to or None,
             received_at=datetime.now(UTC),
+            partition=partition,
+            request_id=_request_id(headers),
         )
     except PoisonMessage as poison:
         raise PoisonMessage(poison.reason, command_id) from None
