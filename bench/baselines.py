@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aio_pika
@@ -14,51 +15,53 @@ import uvloop
 
 RAW_QUEUE = "bench.raw"
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.baselines` runs
+ITEM_COLUMNS = ["title", "description", "status", "owner_id"]
 INSERT = "INSERT INTO item (title, status, owner_id) VALUES ($1, 'pending', $2)"
+
+
+async def _rate(dsn: str, seconds: float, step: Callable[[asyncpg.Connection], Awaitable[int]]) -> float:
+    """Repeat `step` (which returns the rows it wrote) on one connection for `seconds`: rows/s."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            rows += await step(conn)
+        return rows / (time.perf_counter() - start)
+    finally:
+        await conn.close()
 
 
 async def insert_per_transaction(dsn: str, owner_id: int, seconds: float) -> float:
     """One INSERT per transaction (autocommit), one connection: rows/s."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            await conn.execute(INSERT, "raw single", owner_id)
-            rows += 1
-        return rows / (time.perf_counter() - start)
-    finally:
-        await conn.close()
+
+    async def one(conn: asyncpg.Connection) -> int:
+        await conn.execute(INSERT, "raw single", owner_id)
+        return 1
+
+    return await _rate(dsn, seconds, one)
 
 
 async def executemany(dsn: str, owner_id: int, seconds: float, batch: int = 1_000) -> float:
     """1,000-row executemany per transaction: rows/s."""
-    conn = await asyncpg.connect(dsn)
     records = [("raw many", owner_id)] * batch
-    try:
-        rows, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            async with conn.transaction():
-                await conn.executemany(INSERT, records)
-            rows += batch
-        return rows / (time.perf_counter() - start)
-    finally:
-        await conn.close()
+
+    async def many(conn: asyncpg.Connection) -> int:
+        async with conn.transaction():
+            await conn.executemany(INSERT, records)
+        return batch
+
+    return await _rate(dsn, seconds, many)
 
 
 async def copy(dsn: str, owner_id: int, seconds: float, batch: int = 50_000) -> float:
     """COPY of 50,000-row batches, one transaction each: rows/s."""
-    conn = await asyncpg.connect(dsn)
     records = [("raw copy", None, "pending", owner_id)] * batch
-    try:
-        rows, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            await conn.copy_records_to_table(
-                "item", records=records, columns=["title", "description", "status", "owner_id"]
-            )
-            rows += batch
-        return rows / (time.perf_counter() - start)
-    finally:
-        await conn.close()
+
+    async def copy_batch(conn: asyncpg.Connection) -> int:
+        await conn.copy_records_to_table("item", records=records, columns=ITEM_COLUMNS)
+        return batch
+
+    return await _rate(dsn, seconds, copy_batch)
 
 
 async def copy_rows(dsn: str, owner_id: int, rows: int, batch: int = 50_000) -> float:
@@ -69,9 +72,7 @@ async def copy_rows(dsn: str, owner_id: int, rows: int, batch: int = 50_000) -> 
         while done < rows:
             size = min(batch, rows - done)
             records = [(f"raw copy {done + n}", None, "pending", owner_id) for n in range(size)]
-            await conn.copy_records_to_table(
-                "item", records=records, columns=["title", "description", "status", "owner_id"]
-            )
+            await conn.copy_records_to_table("item", records=records, columns=ITEM_COLUMNS)
             done += size
         return rows / (time.perf_counter() - start)
     finally:
