@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     worker_batch_wait_ms: float = Field(default=2.0, ge=0)
     worker_prefetch: int = Field(default=400, ge=1)
     worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
-    test_crash_after_commit_title: str = ""  # tests only (ENVIRONMENT=test): see worker/consumer.py
     worker_standby_delay_s: float = 5.0  # then subscribe to the other workers' partitions as standby
     worker_heartbeat_file: str = "/tmp/opengovfood-worker.alive"
     worker_metrics_port: int = Field(default=9464, ge=0)  # Prometheus /metrics of the worker; 0: off

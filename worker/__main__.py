@@ -1,14 +1,25 @@
 """`python -m worker`: run the worker until SIGINT/SIGTERM, then finish in-flight work and stop."""
 
+import asyncio
+import signal
+
 import uvloop
 
 from shared.logging import configure_logging
-from worker.app import create_app
+from worker.app import Worker
 
 
-def main() -> None:
+async def serve(worker: Worker) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await worker.run(stop)
+
+
+def main(worker_class: type[Worker] = Worker) -> None:
     configure_logging("worker")
-    uvloop.run(create_app().run())  # libuv: about a fifth less CPU per command than asyncio's loop
+    uvloop.run(serve(worker_class()))  # libuv: about a fifth less CPU per command than asyncio's loop
 
 
 if __name__ == "__main__":

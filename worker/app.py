@@ -1,70 +1,80 @@
-"""The worker process: a FastStream app whose partition consumers apply commands to the primary."""
+"""The worker process: one consumer per partition assigned to it, applying commands to the primary.
+
+Plain asyncio on aio-pika: the consumers own their channels (worker/connection.py says why), and
+everything the worker sends goes through one publisher (worker/outbound.py).
+"""
 
 import asyncio
 import logging
 
-from faststream import FastStream
-from faststream.rabbit import RabbitBroker
-
 from shared.db import create_engine
+from shared.publishing import Publisher
 from shared.settings import Settings, get_settings
 from shared.topology import declare_topology, partitions_of_worker
 from worker.apply import Applier
 from worker.connection import ConsumerConnection
 from worker.consumer import PartitionConsumer
-from worker.events import Relay
 from worker.group_commit import GroupCommit
 from worker.heartbeat import Heartbeat
-from worker.metrics import broker_middleware, start_metrics_server
+from worker.metrics import start_metrics_server
+from worker.outbound import Outbound
+from worker.relay import PartitionRelay
 
 log = logging.getLogger("worker")
 
 
-def create_app(settings: Settings | None = None) -> FastStream:
-    """Wire broker, engine and one consumer per partition assigned to this worker."""
-    settings = settings or get_settings()
-    broker = RabbitBroker(settings.rabbit_url, logger=log, log_level=logging.DEBUG, middlewares=[broker_middleware()])
-    connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
-    # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
-    engine = create_engine(settings.database_url, settings, pre_ping=False)
-    applier = GroupCommit(Applier(engine, retry_limit_s=settings.worker_transient_retry_limit_s))
-    relay = Relay(engine, settings.rabbit_url)
-    partitions = partitions_of_worker(settings.command_partitions, settings.worker_index, settings.worker_count)
-    standby = [p for p in range(settings.command_partitions) if p not in partitions]
-    consumers = [PartitionConsumer(broker, connection, p, settings, applier, relay) for p in partitions]
-    standbys = [PartitionConsumer(broker, connection, p, settings, applier, relay) for p in standby]
-    heartbeat = Heartbeat(settings.worker_heartbeat_file, broker)
-    app = FastStream(broker, logger=log)
+class Worker:
+    """Wires the engine, the connections and one consumer per partition (plus standbys)."""
 
-    @app.on_startup
-    async def declare() -> None:
+    consumer_class = PartitionConsumer  # tests swap in a subclass that crashes on cue
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings = settings or get_settings()
+        self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
+        self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
+        # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
+        self.engine = create_engine(settings.database_url, settings, pre_ping=False)
+        applier = GroupCommit(Applier(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s))
+        outbound = Outbound(self.publisher)
+        self.partitions = partitions_of_worker(
+            settings.command_partitions, settings.worker_index, settings.worker_count
+        )
+        self.standby = [p for p in range(settings.command_partitions) if p not in self.partitions]
+        self.consumers = {
+            p: self.consumer_class(
+                self.connection, p, settings, applier, outbound, PartitionRelay(p, self.engine, outbound)
+            )
+            for p in range(settings.command_partitions)
+        }
+        self.heartbeat = Heartbeat(settings.worker_heartbeat_file, self.connection)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then finish the batches in hand and close."""
+        settings = self.settings
         start_metrics_server(settings.worker_metrics_port)
         await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
+        await self.publisher.connect_when_possible()
+        for partition in self.partitions:
+            self.consumers[partition].start()
+        self.heartbeat.start()
+        log.info("worker %d/%d consuming partitions %s", settings.worker_index, settings.worker_count, self.partitions)
+        if self.standby:  # failover: single-active-consumer makes these wait until the owner goes away
+            try:
+                await asyncio.wait_for(stop.wait(), settings.worker_standby_delay_s)
+            except TimeoutError:
+                for partition in self.standby:
+                    self.consumers[partition].start()
+                log.info("standing by for partitions %s", self.standby)
+        await stop.wait()
+        await self.shutdown()
 
-    @app.after_startup
-    async def start_consuming() -> None:
+    async def shutdown(self) -> None:
+        consumers = list(self.consumers.values())
         for consumer in consumers:
-            consumer.start()
-        heartbeat.start()
-        log.info("worker %d/%d consuming partitions %s", settings.worker_index, settings.worker_count, partitions)
-        if standbys:  # failover: single-active-consumer makes these wait until the owner goes away
-            await asyncio.sleep(settings.worker_standby_delay_s)
-            for consumer in standbys:
-                consumer.start()
-            log.info("standing by for partitions %s", standby)
-
-    @app.on_shutdown
-    async def finish_in_flight() -> None:
-        for consumer in consumers + standbys:
             await consumer.finish()
-        await connection.close()  # what was prefetched goes back to the queues, in order
-        for consumer in consumers + standbys:
+        await self.connection.close()  # what was prefetched goes back to the queues, in order
+        for consumer in consumers:
             await consumer.stop_consuming()
-        await heartbeat.stop()
-        await relay.close()
-
-    @app.after_shutdown
-    async def close_database() -> None:
-        await engine.dispose()
-
-    return app
+        await self.heartbeat.stop()
+        await self.publisher.close()
+        await self.engine.dispose()

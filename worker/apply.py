@@ -11,14 +11,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
-from worker import events, repository
+from worker import outbox, repository
+from worker.catalogue import CATALOGUE
 from worker.envelope import Envelope
-from worker.events import OutboxRow
-from worker.handlers import HANDLERS, items
 from worker.handlers.result import Result
+from worker.outbox import OutboxRow
 from worker.transient import is_transient
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ def _outcome(command_id: uuid.UUID, name: str, row: Any) -> Outcome:
     )
 
 
-def _inbox_row(envelope: Envelope, result: Result) -> dict[str, Any]:
+def _inbox_row(envelope: Envelope[Any], result: Result) -> dict[str, Any]:
     return {
         "command_id": envelope.command_id,
         "name": envelope.name.value,
@@ -54,7 +53,7 @@ def _inbox_row(envelope: Envelope, result: Result) -> dict[str, Any]:
     }
 
 
-def _replayed(envelope: Envelope, prior: Any) -> Outcome:
+def _replayed(envelope: Envelope[Any], prior: Any) -> Outcome:
     """A command seen before answers its first outcome, unless its key was reused for other work."""
     if envelope.fingerprint and prior.fingerprint and envelope.fingerprint != prior.fingerprint:
         return Outcome(
@@ -81,37 +80,36 @@ class Applied:
         self.marked = self.marked or other.marked
 
 
-async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> Applied:
+async def _apply_in(conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> Applied:
     prior: dict[uuid.UUID, Any] = dict(await repository.find_outcomes(conn, {e.command_id for e in envelopes}))
     new_rows: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     outcomes = []
     for run in _runs(envelopes, prior):
         if run[0].command_id in prior:  # seen before (or earlier in this batch): its first outcome
             outcomes.append(_replayed(run[0], prior[run[0].command_id]))
             continue
-        if run[0].name == CommandName.ITEM_CREATE:
-            results = await items.create_items(conn, run)
-        else:
-            results = [await HANDLERS[run[0].name](conn, run[0])]
+        command = CATALOGUE[run[0].name]
+        results = await command.handle(conn, run)
         for envelope, result in zip(run, results, strict=True):
             row = _inbox_row(envelope, result)
             new_rows.append(row)
             prior[envelope.command_id] = SimpleNamespace(**row)
             outcomes.append(_outcome(envelope.command_id, envelope.name.value, result))
-            if (event := events.event_for(envelope, result)) is not None:
-                outbox.append(event)
+            if (event := outbox.event_row(envelope, result, command.event)) is not None:
+                events.append(event)
     await repository.insert_outcomes(conn, new_rows)
-    return Applied(outcomes, await events.write(conn, outbox))
+    return Applied(outcomes, await outbox.write(conn, events))
 
 
-def _runs(envelopes: Sequence[Envelope], prior: dict[uuid.UUID, Any]) -> Iterator[list[Envelope]]:
-    """Split a batch, in order, into single commands and runs of new item.create (applied as one)."""
-    run: list[Envelope] = []
+def _runs(envelopes: Sequence[Envelope[Any]], prior: dict[uuid.UUID, Any]) -> Iterator[list[Envelope[Any]]]:
+    """Split a batch, in order, into runs the handlers take at once: consecutive new commands of one
+    batching name (item.create: one multi-row INSERT), else one command each."""
+    run: list[Envelope[Any]] = []
     in_run: set[uuid.UUID] = set()
     for envelope in envelopes:
-        groupable = envelope.name == CommandName.ITEM_CREATE and envelope.command_id not in prior
-        if run and (not groupable or envelope.command_id in in_run):
+        groupable = CATALOGUE[envelope.name].batches and envelope.command_id not in prior
+        if run and (not groupable or envelope.name != run[0].name or envelope.command_id in in_run):
             yield run
             run, in_run = [], set()
         if groupable:
@@ -123,13 +121,13 @@ def _runs(envelopes: Sequence[Envelope], prior: dict[uuid.UUID, Any]) -> Iterato
         yield run
 
 
-async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+async def apply_once(engine: AsyncEngine, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
     """One transaction for the whole batch, which also marks the events relayed after the previous
     one. The token, read after COMMIT on the same connection, is only needed by those who wait."""
     async with engine.connect() as conn:
         async with conn.begin():
             applied = await _apply_in(conn, envelopes)
-            await events.mark_published(conn, relayed)
+            await outbox.mark_published(conn, relayed)
         applied.marked = bool(relayed)
         if any(envelope.reply_to for envelope in envelopes):
             token = await repository.wal_position(conn)
@@ -144,7 +142,7 @@ class Applier:
         self.engine = engine
         self.retry_limit_s = retry_limit_s
 
-    async def apply_with_retry(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+    async def apply_with_retry(self, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
         started, delay = time.monotonic(), 0.05
         while True:
             try:
@@ -158,7 +156,7 @@ class Applier:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def apply(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+    async def apply(self, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
         """Outcomes in order; a command that cannot be applied comes back as dead_lettered.
 
         `relayed`: outbox ids published since the last commit, marked in the same transaction.
@@ -176,7 +174,7 @@ class Applier:
             applied.extend(await self.apply([envelope], () if applied.marked else relayed))
         return applied
 
-    async def dead_letter(self, envelope: Envelope, error: BaseException) -> Outcome:
+    async def dead_letter(self, envelope: Envelope[Any], error: BaseException) -> Outcome:
         """Record that this command could not be applied, so it never stays pending for ever."""
         log.error("command %s (%s) dead-lettered: %r", envelope.command_id, envelope.name, error)
         result = Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=repr(error)[:1000])

@@ -27,6 +27,10 @@ class ConsumerConnection:
                 )
             return self._connection
 
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
     async def discard(self, broken: AbstractConnection | None) -> None:
         """Forget a connection that failed (it may not know it is closed yet); the next get() reopens."""
         async with self._lock:

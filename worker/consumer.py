@@ -3,21 +3,21 @@
 import asyncio
 import contextlib
 import logging
-import os
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
-from faststream.rabbit import RabbitBroker
 
 from shared.models import CommandStatus
 from shared.settings import Settings
 from shared.topology import partition_queue_name
 from worker.connection import ConsumerConnection
-from worker.envelope import Envelope, PoisonMessage, decode
-from worker.events import OutboxRow, Relay
+from worker.decode import decode
+from worker.envelope import Envelope, PoisonMessage
 from worker.group_commit import GroupCommit
 from worker.metrics import observe_batch, observe_poison
 from worker.outbound import Outbound
+from worker.relay import PartitionRelay
 
 log = logging.getLogger(__name__)
 IDLE_FLUSH_S = 5.0
@@ -36,23 +36,20 @@ class PartitionConsumer:
 
     def __init__(
         self,
-        broker: RabbitBroker,
         connection: ConsumerConnection,
         partition: int,
         settings: Settings,
         applier: GroupCommit,
-        relay: Relay,
+        outbound: Outbound,
+        relay: PartitionRelay,
     ) -> None:
         self.connection = connection
         self.partition = partition
         self.relay = relay
-        self._unflushed = True
-        self._relayed: list[int] = []  # outbox ids published, to mark in the next transaction
-        self._relaying: asyncio.Task[None] | None = None  # the events of the last batch, going out
         self._active = False
         self.settings = settings
         self.applier = applier
-        self.outbound = Outbound(broker)
+        self.outbound = outbound
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._arrived = asyncio.Event()
         self._stopping = False
@@ -83,7 +80,7 @@ class PartitionConsumer:
         connection or a broker restart, subscribe again with capped backoff."""
         delay = 0.5
         while not self._stopping:
-            self._unflushed = True  # whoever consumed before us may have left events unrelayed
+            self.relay.unflushed = True  # whoever consumed before us may have left events unrelayed
             self._active = False  # a standby receives nothing until the active consumer goes away
             connection = None
             try:
@@ -141,34 +138,16 @@ class PartitionConsumer:
                 async with asyncio.timeout(IDLE_FLUSH_S):
                     await self._arrived.wait()
             if self._buffer.empty():
-                await self._mark_relayed()  # no command transaction is coming to carry the mark
-            if self._buffer.empty() and self._unflushed and self._active:
+                await self.relay.mark_relayed()  # no command transaction is coming to carry the mark
+            if self._buffer.empty() and self.relay.unflushed and self._active:
                 with contextlib.suppress(Exception):
-                    await self._flush()
-
-    async def _flush(self) -> None:
-        """Relay what is still unpublished in the outbox, after the events already going out."""
-        await self._relayed_so_far()
-        await self.relay.flush(self.partition)
-        self._unflushed = False
-
-    async def _relayed_so_far(self) -> None:
-        if self._relaying is not None:
-            await self._relaying
-
-    async def _mark_relayed(self) -> None:
-        await self._relayed_so_far()
-        relayed, self._relayed = self._relayed, []
-        try:
-            await self.relay.mark_published(relayed)
-        except Exception:  # unmarked, they would be relayed again by a flush: at least once
-            self._relayed = relayed + self._relayed
+                    await self.relay.flush()
 
     async def _loop(self) -> None:
         try:
             await self._consume_batches()
         finally:
-            await self._mark_relayed()
+            await self.relay.mark_relayed()
 
     async def _consume_batches(self) -> None:
         while not self._stopping:
@@ -183,7 +162,7 @@ class PartitionConsumer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
-    def _decode(self, message: AbstractIncomingMessage) -> Envelope:
+    def _decode(self, message: AbstractIncomingMessage) -> Envelope[Any]:
         return decode(
             routing_key=message.routing_key or "",
             message_id=message.message_id,
@@ -192,25 +171,24 @@ class PartitionConsumer:
             bus_user=message.user_id,
             reply_to=message.reply_to,
             gateway_bus_user=self.settings.gateway_bus_user,
+            grants=self.settings.service_grants,
             partition=self.partition,
         )
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
-        if self._unflushed:  # newly active on this partition: relay what a predecessor committed first
-            await self._flush()
-        envelopes: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        if self.relay.unflushed:  # newly active on this partition: relay what a predecessor committed first
+            await self.relay.flush()
+        envelopes: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
         for message in batch:
             try:
-                envelope = self._decode(message)
-                envelopes.append((message, envelope))
+                envelopes.append((message, self._decode(message)))
             except PoisonMessage as poison:
                 await self.outbound.dead_letter(message, poison.reason)
                 observe_poison(message, poison.reason)
-        relayed, self._relayed = self._relayed, []  # the relay may add more while we apply
+        relayed = self.relay.take_relayed()  # the relay may publish more while we apply
         applied = await self.applier.apply([envelope for _, envelope in envelopes], relayed)
         if not applied.marked:
-            self._relayed = relayed + self._relayed
-        self._crash_hook([envelope for _, envelope in envelopes])
+            self.relay.give_back(relayed)
         outcomes = applied.outcomes
         for (message, _), outcome in zip(envelopes, outcomes, strict=True):
             if outcome.status == CommandStatus.DEAD_LETTERED:
@@ -218,36 +196,15 @@ class PartitionConsumer:
         await self.outbound.reply_all(
             [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
-        await self._ack_through(batch[-1])  # committed: the events are safe in the outbox
-        self._relay(applied.events)
+        await self._acknowledge(batch)  # committed: the events are safe in the outbox
+        self.relay.after_commit(applied.events)
         observe_batch(
             [(message, envelope, outcome) for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
 
-    def _crash_hook(self, envelopes: list[Envelope]) -> None:
-        """Tests only: die between commit and ack (and before the events are relayed)."""
-        marker = self.settings.test_crash_after_commit_title
-        if marker and self.settings.environment == "test":
-            if any(getattr(envelope.body, "title", None) == marker for envelope in envelopes):
-                log.warning("test hook: crashing after commit, before ack")
-                os._exit(17)
-
-    def _relay(self, events: list[OutboxRow]) -> None:
-        """Publish the batch's events while the next batch is applied, after the previous batch's
-        events (order per partition); if the broker refuses, they stay in the outbox for the next flush."""
-        if events:
-            self._relaying = asyncio.create_task(self._relay_after(self._relaying, events))
-
-    async def _relay_after(self, previous: asyncio.Task[None] | None, events: list[OutboxRow]) -> None:
-        if previous is not None:
-            await previous  # never raises: failures are caught below
-        if self._unflushed:  # an earlier relay failed: the next flush sends everything, in order
-            return
-        try:
-            self._relayed += await self.relay.publish(events)
-        except Exception as error:
-            self._unflushed = True
-            log.warning("partition %d: events not relayed yet (%r)", self.partition, error)
+    async def _acknowledge(self, batch: list[AbstractIncomingMessage]) -> None:
+        """After the commit: one ack for the whole batch."""
+        await self._ack_through(batch[-1])
 
     async def _ack_through(self, last: AbstractIncomingMessage) -> None:
         """One ack for the whole batch: every earlier delivery on this channel is in it."""

@@ -9,6 +9,7 @@ round trips and commit) is then most of the worker's saving.
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from worker.apply import Applied, Applier
 from worker.envelope import Envelope
@@ -16,7 +17,7 @@ from worker.envelope import Envelope
 
 @dataclass
 class _Request:
-    envelopes: Sequence[Envelope]
+    envelopes: Sequence[Envelope[Any]]
     relayed: Sequence[int]
     answer: asyncio.Future[Applied] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -29,7 +30,7 @@ class GroupCommit:
         self._queued: list[_Request] = []
         self._committing: asyncio.Task[None] | None = None
 
-    async def apply(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+    async def apply(self, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
         request = _Request(envelopes, relayed)
         self._queued.append(request)
         if self._committing is None or self._committing.done():

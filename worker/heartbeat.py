@@ -4,15 +4,15 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from faststream.rabbit import RabbitBroker
+from worker.connection import ConsumerConnection
 
 INTERVAL_S = 5.0
 
 
 class Heartbeat:
-    def __init__(self, path: str, broker: RabbitBroker) -> None:
+    def __init__(self, path: str, connection: ConsumerConnection) -> None:
         self.path = Path(path)
-        self.broker = broker
+        self.connection = connection
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -27,7 +27,7 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
-                if await self.broker.ping(timeout=2.0):
+            if self.connection.is_open:
+                with contextlib.suppress(OSError):
                     self.path.touch()
             await asyncio.sleep(INTERVAL_S)

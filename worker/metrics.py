@@ -3,11 +3,11 @@
 import collections
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
 from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome
@@ -36,11 +36,6 @@ BATCH_SIZE = Histogram(
     "Commands per batch of one partition (batches ready together share a transaction)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 400, 1000),
 )
-
-
-def broker_middleware() -> RabbitPrometheusMiddleware:
-    """FastStream's own metrics of what the worker's broker publishes (outcomes, dead letters)."""
-    return RabbitPrometheusMiddleware(registry=REGISTRY, app_name="worker")
 
 
 def start_metrics_server(port: int) -> bool:
@@ -85,7 +80,7 @@ def _since_publish_s(message: AbstractIncomingMessage, now: float) -> float | No
     return max(0.0, now - stamp.timestamp())
 
 
-def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope, Outcome]]) -> None:
+def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope[Any], Outcome]]) -> None:
     """After the commit: counts, latencies and one log line per decoded command."""
     if not applied:
         return

@@ -10,9 +10,10 @@ from faststream import FastStream
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.specification import AsyncAPI
 
-from shared.contracts.commands import COMMAND_BODIES, SCHEMA_VERSION, CommandBody
+from shared.contracts.commands import SCHEMA_VERSION, CommandBody
 from shared.contracts.events import EVENTS_EXCHANGE_NAME, Event, EventName
 from shared.topology import COMMANDS_EXCHANGE, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from worker.catalogue import CATALOGUE
 
 EVENTS_EXCHANGE = RabbitExchange(EVENTS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
 
@@ -40,7 +41,8 @@ def _command_handler(body_type: type[CommandBody]) -> Any:
 def build_broker() -> RabbitBroker:
     """A broker that is never started: one subscriber per command, one publisher per event."""
     broker = RabbitBroker()
-    for name, body_type in COMMAND_BODIES.items():
+    for name, command in CATALOGUE.items():
+        body_type = command.body
         subscriber = broker.subscriber(
             RabbitQueue(f"opengovfood.commands.{name.value}", routing_key=name.value, declare=False),
             exchange=COMMANDS_EXCHANGE,

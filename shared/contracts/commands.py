@@ -4,7 +4,6 @@ from enum import StrEnum
 
 from shared.contracts.base import CommandBody as CommandBody  # re-exported: every body derives from it
 from shared.contracts.fields import Description, Email, ETag, FullName, Id, PasswordHash, Status, Title
-from shared.contracts.imports import ImportChunk
 
 SCHEMA_VERSION = 2  # the previous one (1) is still accepted: see shared/contracts/versions.py
 
@@ -61,14 +60,3 @@ class UpdateItem(CommandBody):
 class DeleteItem(CommandBody):
     item_id: Id
     if_match: ETag | None = None
-
-
-COMMAND_BODIES: dict[CommandName, type[CommandBody]] = {
-    CommandName.USER_CREATE: CreateUser,
-    CommandName.USER_UPDATE: UpdateUser,
-    CommandName.USER_DELETE: DeleteUser,
-    CommandName.ITEM_CREATE: CreateItem,
-    CommandName.ITEM_UPDATE: UpdateItem,
-    CommandName.ITEM_DELETE: DeleteItem,
-    CommandName.ITEM_IMPORT: ImportChunk,
-}

@@ -1,6 +1,7 @@
 """The worker dies (kill -9, SIGTERM, a crash between commit and ack): nothing lost, nothing twice."""
 
 import asyncio
+import sys
 import time
 import uuid
 
@@ -9,6 +10,7 @@ import httpx
 
 from tests.support.api import Client, create_item, sign_up
 from tests.support.bus import command_message, publish
+from tests.support.crashing_worker import EXIT_CODE
 from tests.support.events import tap_events
 from tests.support.load import audit, post_items, rows_by_title
 from tests.support.polling import eventually
@@ -70,13 +72,13 @@ async def test_a_crash_between_commit_and_ack_has_no_double_effect_and_loses_no_
     client: Client = await sign_up(http)
     marker = f"crash-{uuid.uuid4().hex}"
     worker.stop()
-    crashing = Worker(env={"TEST_CRASH_AFTER_COMMIT_TITLE": marker})
+    crashing = CrashingWorker(env={"CRASH_AFTER_COMMIT_MARKER": marker})
     crashing.start()
     try:
         async with tap_events() as tap:
             response = await http.post("/api/v1/items", json={"title": marker}, headers=client.headers)
             assert response.status_code == 202
-            await eventually(lambda: _exited(crashing), lambda code: code == 17)
+            await eventually(lambda: _exited(crashing), lambda code: code == EXIT_CODE)
             assert await primary.fetchval("SELECT count(*) FROM item WHERE title = $1", marker) == 1  # committed
             worker.start()  # redelivered (never acked): deduplicated; the outbox is relayed
             events = await eventually(
@@ -94,3 +96,10 @@ async def test_a_crash_between_commit_and_ack_has_no_double_effect_and_loses_no_
 async def _exited(worker: Worker) -> int | None:
     assert worker.process is not None
     return worker.process.poll()
+
+
+class CrashingWorker(Worker):
+    """The worker of tests/support/crashing_worker.py."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.support.crashing_worker"]

@@ -10,8 +10,8 @@ import yaml
 
 from gateway.routes.docs import openapi_json, render_html
 from shared.contracts.asyncapi import app as asyncapi_app
-from shared.contracts.commands import COMMAND_BODIES
 from shared.contracts.events import EventName
+from worker.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
 REGENERATE = "run `make docs` and commit the result"
@@ -32,9 +32,9 @@ def test_asyncapi_covers_every_command_and_event_with_its_body() -> None:
     channels: dict[str, dict[str, object]] = document["channels"]  # type: ignore[assignment]
     schemas: dict[str, object] = document["components"]["schemas"]  # type: ignore[index]
     addresses = {channel["address"] for channel in channels.values()}
-    assert {name.value for name in COMMAND_BODIES} <= addresses
+    assert {name.value for name in CATALOGUE} <= addresses
     assert {event.value for event in EventName} <= addresses
-    assert {body.__name__ for body in COMMAND_BODIES.values()} | {"Event"} <= set(schemas)
+    assert {command.body.__name__ for command in CATALOGUE.values()} | {"Event"} <= set(schemas)
 
 
 def test_the_cli_generator_agrees(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_asyncapi_page_is_self_contained() -> None:
     assert "<script" not in page
     assert "http://" not in page
     assert "https://" not in page
-    for name in COMMAND_BODIES:
+    for name in CATALOGUE:
         assert f"<code>{name.value}</code>" in page
 
 

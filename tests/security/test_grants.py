@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -16,11 +17,13 @@ from worker.envelope import Envelope
 SECRET = "a-real-secret-that-is-long-enough-0123456789abcdef"
 
 
-def _envelope(name: CommandName, actor: Actor) -> Envelope:
+def _envelope(name: CommandName, actor: Actor) -> Envelope[Any]:
+    """An envelope as decode makes it: a service actor carries its grant from SERVICE_GRANTS."""
     body = (
         UpdateUser(user_id=7, is_active=False) if name == CommandName.USER_UPDATE else CreateItem(owner_id=7, title="t")
     )
-    return Envelope(uuid.uuid4(), name, body, actor, None, None, datetime.now(UTC))
+    grant = get_settings().service_grants.get(actor.service or "") if actor.kind == "service" else None
+    return Envelope(uuid.uuid4(), name, body, actor, None, None, datetime.now(UTC), grant=grant)
 
 
 def _service(name: str) -> Actor:

@@ -21,10 +21,9 @@ ITEM_COLUMNS = ["title", "description", "status", "owner_id"]
 DUPLICATE = "this chunk of the import was already applied: nothing done again"
 
 
-async def import_items(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def import_items(conn: AsyncConnection, envelope: Envelope[ImportChunk]) -> Result:
     """Apply the valid rows of one chunk and add its counts to the import job, in this transaction."""
     chunk = envelope.body
-    assert isinstance(chunk, ImportChunk)
     if not may_act_for(envelope, chunk.owner_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such owner")
     owner = await repository.get_user(conn, chunk.owner_id)

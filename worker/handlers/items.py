@@ -16,19 +16,13 @@ from worker.handlers.result import Result, applied, rejected
 NOT_FOUND = "no such item"
 
 
-async def create_item(conn: AsyncConnection, envelope: Envelope) -> Result:
-    return (await create_items(conn, [envelope]))[0]
-
-
-async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> list[Result]:
+async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
     """A run of item.create commands: one owner lookup and one multi-row INSERT for all of them."""
-    bodies = [envelope.body for envelope in envelopes]
-    assert all(isinstance(body, CreateItem) for body in bodies)
-    owners = await repository.get_users(conn, {body.owner_id for body in bodies})  # type: ignore[attr-defined]
+    owners = await repository.get_users(conn, {envelope.body.owner_id for envelope in envelopes})
     results: list[Result | None] = []
     rows: list[dict[str, Any]] = []
-    for envelope, body in zip(envelopes, bodies, strict=True):
-        assert isinstance(body, CreateItem)
+    for envelope in envelopes:
+        body = envelope.body
         owner = owners.get(body.owner_id)
         if owner is None or not may_act_for(envelope, body.owner_id):
             results.append(rejected(OutcomeCode.NOT_FOUND, "no such owner"))
@@ -42,7 +36,7 @@ async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> 
     return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
 
 
-async def _refusal(conn: AsyncConnection, envelope: Envelope, item_id: int, if_match: str | None) -> Result | None:
+async def _refusal(conn: AsyncConnection, envelope: Envelope[Any], item_id: int, if_match: str | None) -> Result | None:
     """Why this command may not touch the item (locked for the transaction), or None if it may."""
     item = await repository.get_item_for_update(conn, item_id)
     if item is None or not may_act_for(envelope, item.owner_id):
@@ -52,9 +46,8 @@ async def _refusal(conn: AsyncConnection, envelope: Envelope, item_id: int, if_m
     return None
 
 
-async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def update_item(conn: AsyncConnection, envelope: Envelope[UpdateItem]) -> Result:
     body = envelope.body
-    assert isinstance(body, UpdateItem)
     if refusal := await _refusal(conn, envelope, body.item_id, body.if_match):
         return refusal
     values = body.model_dump(mode="json", exclude_unset=True, exclude={"item_id", "if_match"})
@@ -63,9 +56,8 @@ async def update_item(conn: AsyncConnection, envelope: Envelope) -> Result:
     return applied(OutcomeCode.UPDATED, body.item_id, values)
 
 
-async def delete_item(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def delete_item(conn: AsyncConnection, envelope: Envelope[DeleteItem]) -> Result:
     body = envelope.body
-    assert isinstance(body, DeleteItem)
     if refusal := await _refusal(conn, envelope, body.item_id, body.if_match):
         return refusal
     await repository.delete_item(conn, body.item_id)

@@ -10,9 +10,8 @@ from worker.envelope import Envelope
 from worker.handlers.result import Result, applied, audit_changes, rejected
 
 
-async def create_user(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def create_user(conn: AsyncConnection, envelope: Envelope[CreateUser]) -> Result:
     body = envelope.body
-    assert isinstance(body, CreateUser)
     if not may_create_users(envelope):
         return rejected(OutcomeCode.FORBIDDEN, "this actor may not create users")
     if await repository.email_taken(conn, body.email):
@@ -22,9 +21,8 @@ async def create_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     return applied(OutcomeCode.CREATED, user_id, audit_changes(values))
 
 
-async def update_user(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def update_user(conn: AsyncConnection, envelope: Envelope[UpdateUser]) -> Result:
     body = envelope.body
-    assert isinstance(body, UpdateUser)
     user = await repository.get_user(conn, body.user_id)
     if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")
@@ -38,9 +36,8 @@ async def update_user(conn: AsyncConnection, envelope: Envelope) -> Result:
     return applied(OutcomeCode.UPDATED, body.user_id, audit_changes(values))
 
 
-async def delete_user(conn: AsyncConnection, envelope: Envelope) -> Result:
+async def delete_user(conn: AsyncConnection, envelope: Envelope[DeleteUser]) -> Result:
     body = envelope.body
-    assert isinstance(body, DeleteUser)
     user = await repository.get_user(conn, body.user_id)
     if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")

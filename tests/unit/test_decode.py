@@ -7,7 +7,8 @@ import pytest
 
 from shared.contracts.commands import CreateItem
 from shared.contracts.headers import Actor
-from worker.envelope import PoisonMessage, decode
+from worker.decode import decode
+from worker.envelope import PoisonMessage
 
 GATEWAY = "gateway-user"
 

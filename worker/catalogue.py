@@ -1,0 +1,87 @@
+"""Every command the worker knows, in one table keyed by its name (the routing key).
+
+An entry says which body each accepted schema version has (shared/contracts/versions.py states the
+policy), which handler applies it, whether a run of consecutive new commands of that name is handed
+to the handler at once (one multi-row INSERT), and which event an applied command emits. A command
+travels: consumer → decode (the body of its version, upcast) → Applier → its entry's handler.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.base import CommandBody
+from shared.contracts.commands import (
+    SCHEMA_VERSION,
+    CommandName,
+    CreateItem,
+    CreateUser,
+    DeleteItem,
+    DeleteUser,
+    UpdateItem,
+    UpdateUser,
+)
+from shared.contracts.events import EventName
+from shared.contracts.imports import ImportChunk
+from shared.contracts.versions import PREVIOUS_SCHEMA_VERSION, DeleteItemV1, UpdateItemV1, UpdateUserV1
+from worker.envelope import Envelope
+from worker.handlers import imports, items, users
+from worker.handlers.result import Result
+
+BodyT = TypeVar("BodyT", bound=CommandBody)
+Handler = Callable[[AsyncConnection, Sequence[Envelope[BodyT]]], Awaitable[list[Result]]]
+
+
+@dataclass(frozen=True)
+class Command(Generic[BodyT]):
+    """How one command name is read, applied and announced."""
+
+    bodies: Mapping[int, type[CommandBody]]  # schema version -> the body model of that version
+    handle: Handler[BodyT]  # a run of envelopes -> one Result each, in order; never commits
+    event: EventName | None = None  # emitted (through the outbox) by each applied command
+    batches: bool = False  # consecutive new commands of this name reach `handle` as one run
+
+    @property
+    def body(self) -> type[CommandBody]:
+        """The current version's body: what every handler receives (older ones are upcast)."""
+        return self.bodies[SCHEMA_VERSION]
+
+    def read(self, version: int, body: bytes) -> CommandBody:
+        """Validate `body` against its version's schema, then upcast it (only the fields it set stay set)."""
+        parsed = self.bodies[version].model_validate_json(body)
+        if isinstance(parsed, self.body):
+            return parsed
+        return self.body.model_validate(parsed.model_dump(exclude_unset=True))
+
+
+def one_at_a_time(handle: Callable[[AsyncConnection, Envelope[BodyT]], Awaitable[Result]]) -> Handler[BodyT]:
+    """A handler of one command as a handler of runs (the runs of a non-batching command hold one)."""
+
+    async def handle_run(conn: AsyncConnection, run: Sequence[Envelope[BodyT]]) -> list[Result]:
+        return [await handle(conn, envelope) for envelope in run]
+
+    return handle_run
+
+
+def versions(current: type[CommandBody], previous: type[CommandBody] | None = None) -> dict[int, type[CommandBody]]:
+    """The accepted versions' bodies: the previous one differs only where the policy says so."""
+    return {SCHEMA_VERSION: current, PREVIOUS_SCHEMA_VERSION: previous or current}
+
+
+CATALOGUE: dict[CommandName, Command[Any]] = {
+    CommandName.USER_CREATE: Command(versions(CreateUser), one_at_a_time(users.create_user), EventName.USER_CREATED),
+    CommandName.USER_UPDATE: Command(
+        versions(UpdateUser, UpdateUserV1), one_at_a_time(users.update_user), EventName.USER_UPDATED
+    ),
+    CommandName.USER_DELETE: Command(versions(DeleteUser), one_at_a_time(users.delete_user), EventName.USER_DELETED),
+    CommandName.ITEM_CREATE: Command(versions(CreateItem), items.create_items, EventName.ITEM_CREATED, batches=True),
+    CommandName.ITEM_UPDATE: Command(
+        versions(UpdateItem, UpdateItemV1), one_at_a_time(items.update_item), EventName.ITEM_UPDATED
+    ),
+    CommandName.ITEM_DELETE: Command(
+        versions(DeleteItem, DeleteItemV1), one_at_a_time(items.delete_item), EventName.ITEM_DELETED
+    ),
+    CommandName.ITEM_IMPORT: Command(versions(ImportChunk), one_at_a_time(imports.import_items)),
+}
