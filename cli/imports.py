@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from sqlalchemy import select
 
 from shared.db import create_engine
-from shared.importer import SourceError, count_rows, format_of, publish_import
+from shared.importer import SourceError, count, format_of, publish_import
 from shared.models import ImportJob, ImportState
+from shared.publishing import Publisher
 from shared.settings import get_settings
 from shared.topology import declare_topology
 
@@ -62,7 +63,7 @@ async def _follow(import_id: uuid.UUID, timeout_s: float, progress: Progress, ro
 async def _run(path: Path, owner_id: int, wait: bool, timeout_s: float) -> int:
     settings = get_settings()
     fmt = format_of(path)
-    rows = await asyncio.to_thread(count_rows, path, fmt)
+    rows, _ = await asyncio.to_thread(count, path, fmt)
     await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
     started = time.monotonic()
     with _progress() as progress:
@@ -73,7 +74,11 @@ async def _run(path: Path, owner_id: int, wait: bool, timeout_s: float) -> int:
             done = progress.tasks[task].completed
             progress.update(task, rate=done / max(time.monotonic() - started, 1e-6))
 
-        published = await publish_import(settings.rabbit_url, path, fmt, owner_id=owner_id, on_progress=advance)
+        publisher = Publisher(settings.rabbit_url, "opengovfood-import")
+        try:
+            published = await publish_import(publisher, path, fmt, owner_id=owner_id, on_progress=advance)
+        finally:
+            await publisher.close()
         elapsed = time.monotonic() - started
         job = await _follow(published.import_id, timeout_s, progress, rows) if wait else None
     total_s = time.monotonic() - started

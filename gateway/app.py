@@ -1,91 +1,62 @@
-"""The gateway application: create_app() wires broker, databases and routes in the lifespan."""
+"""The gateway application: create_app() wires the bus, the databases and the routes in the lifespan."""
 
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 from aiormq.exceptions import ChannelAccessRefused
 from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
-from faststream import AckPolicy
-from faststream.rabbit import Channel, RabbitBroker, RabbitExchange, RabbitQueue
 from starlette.exceptions import HTTPException
 
 from gateway.bus import CommandBus
 from gateway.consistency import ConsistencyHeaders, Reads
 from gateway.deps import Services
 from gateway.limits import EdgeLimits, RateLimits
-from gateway.metrics import broker_middleware, instrument
+from gateway.metrics import instrument
 from gateway.problems import http_exception_handler, validation_exception_handler
 from gateway.recent_users import RecentUsers
 from gateway.routes import activity, commands, docs, health, imports, items, login, users
 from gateway.security import Passwords
 from gateway.status import StatusProbe
-from shared.contracts.outcomes import Outcome
 from shared.db import create_engine
 from shared.logging import configure_logging
+from shared.publishing import Publisher
 from shared.settings import Settings, get_settings
-from shared.topology import COMMANDS_EXCHANGE, declare_topology
+from shared.topology import COMMANDS_EXCHANGE_NAME, declare_topology
 
 log = logging.getLogger("gateway")
-
-
-def _reply_subscriber(broker: RabbitBroker, bus_holder: list[CommandBus]) -> str:
-    """This process's own reply queue: the worker sends each outcome where the command said."""
-    name = f"opengovfood.replies.{uuid.uuid4().hex}"
-
-    @broker.subscriber(
-        RabbitQueue(name, exclusive=True, auto_delete=True, durable=False),
-        ack_policy=AckPolicy.ACK_FIRST,
-    )
-    async def on_outcome(outcome: Outcome) -> None:
-        bus_holder[0].resolve(outcome)
-
-    return name
+STARTUP_WAIT_S = 10.0
 
 
 async def _declare_topology_if_allowed(settings: Settings) -> None:
     """Declare the topology, unless our bus user may only publish (production: the worker declares it)."""
-    try:
-        await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
-    except ChannelAccessRefused:
-        log.info("bus user may not declare the topology; relying on the worker's (least privilege)")
-
-
-STARTUP_WAIT_S = 10.0
-
-
-async def _connect_when_possible(broker: RabbitBroker, settings: Settings) -> None:
-    """Connect to the broker, retrying with capped backoff: the gateway starts even while it is down."""
     delay = 0.5
     while True:
         try:
-            await _declare_topology_if_allowed(settings)
-            await broker.start()
-            break
+            await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
+            return
+        except ChannelAccessRefused:
+            log.info("bus user may not declare the topology; relying on the worker's (least privilege)")
+            return
         except Exception as error:
             log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-    await _publish_without_declaring(broker)
 
 
-# Equal (for FastStream's declarer cache) to COMMANDS_EXCHANGE, but declared passively.
-PASSIVE_COMMANDS_EXCHANGE = RabbitExchange(
-    COMMANDS_EXCHANGE.name, type=COMMANDS_EXCHANGE.type, durable=COMMANDS_EXCHANGE.durable, declare=False
-)
-
-
-async def _publish_without_declaring(broker: RabbitBroker) -> None:
-    """Look the commands exchange up passively once: publishing then needs no configure permission."""
+async def _connect(bus: CommandBus, settings: Settings) -> None:
+    """Declare what we may, subscribe to our reply queue, then find the commands exchange (the
+    worker declares it when we may not): until then, writes answer 503."""
+    await _declare_topology_if_allowed(settings)
+    await bus.start()
     delay = 0.5
     while True:
         try:
-            await broker.declare_exchange(PASSIVE_COMMANDS_EXCHANGE)
+            await bus.publisher.exchange(COMMANDS_EXCHANGE_NAME)
             return
-        except Exception as error:  # not declared yet: the worker declares it
+        except Exception as error:
             log.warning("commands exchange not found (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -94,22 +65,14 @@ async def _publish_without_declaring(broker: RabbitBroker) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("gateway")
-    broker = RabbitBroker(
-        settings.rabbit_url,
-        default_channel=Channel(on_return_raises=True),
-        logger=log,
-        middlewares=[broker_middleware()],
-    )
-    bus_holder: list[CommandBus] = []
-    reply_queue = _reply_subscriber(broker, bus_holder)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         replica = create_engine(settings.read_database_url, settings, reads=True)
         primary = create_engine(settings.database_url, settings, read_only=True, reads=True)
-        bus = CommandBus(broker, reply_queue, settings.rabbit_url, settings.publish_timeout)
-        bus_holder.append(bus)
-        connecting = asyncio.create_task(_connect_when_possible(broker, settings))
+        publisher = Publisher(settings.rabbit_url, "opengovfood-gateway", timeout_s=settings.publish_timeout)
+        bus = CommandBus(publisher, settings.publish_timeout)
+        connecting = asyncio.create_task(_connect(bus, settings))
         await asyncio.wait({connecting}, timeout=STARTUP_WAIT_S)  # serve anyway: writes answer 503 until then
         app.state.services = Services(
             settings=settings,
@@ -131,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             connecting.cancel()
             await app.state.services.status.close()
-            await broker.stop()
+            await publisher.close()
             await replica.dispose()
             await primary.dispose()
 

@@ -1,28 +1,23 @@
-"""Publishing commands (persistent, mandatory, confirmed) and waiting for their outcomes."""
+"""Publishing the callers' commands (persistent, mandatory, confirmed) and waiting for their outcomes."""
 
 import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from faststream.rabbit import RabbitBroker
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
 
-from shared.contracts.commands import SCHEMA_VERSION, CommandBody, CommandName
+from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
-from shared.topology import (
-    COMMANDS_EXCHANGE,
-    HEADER_ACTOR,
-    HEADER_FINGERPRINT,
-    HEADER_OWNER,
-    HEADER_SCHEMA_VERSION,
-)
+from shared.publishing import NotConfirmed, Publisher, command_message
+from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_FINGERPRINT
 
 log = logging.getLogger(__name__)
+REPLY_QUEUE_PREFIX = "opengovfood.replies."  # the gateway's own reply queues (its bus user may read them)
 
 
 class BusUnavailable(Exception):
@@ -33,20 +28,22 @@ class BusUnavailable(Exception):
         self.command_id = command_id
 
 
-def bus_user(rabbit_url: str) -> str:
-    """Our RabbitMQ user name: sent as the validated user-id property of every command."""
-    return unquote(urlparse(rabbit_url).username or "guest")
-
-
 class CommandBus:
     """One per gateway process; outcomes come back on this process's own reply queue."""
 
-    def __init__(self, broker: RabbitBroker, reply_queue: str, rabbit_url: str, timeout_s: float) -> None:
-        self.broker = broker
-        self.reply_queue = reply_queue
-        self.user_id = bus_user(rabbit_url)
+    def __init__(self, publisher: Publisher, timeout_s: float) -> None:
+        self.publisher = publisher
         self.timeout_s = timeout_s
+        self.reply_queue = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}"
         self._waiters: defaultdict[uuid.UUID, list[asyncio.Future[Outcome]]] = defaultdict(list)
+
+    async def start(self) -> None:
+        """Connect (retrying while the broker is down) and consume this process's reply queue."""
+        await self.publisher.connect_when_possible()
+        connection = await self.publisher.connect()
+        channel = await connection.channel()  # restored with the connection, queue and consumer included
+        queue = await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True, durable=False)
+        await queue.consume(self._on_reply, no_ack=True)
 
     async def send(
         self,
@@ -63,31 +60,24 @@ class CommandBus:
 
         With `reply`, the worker sends the outcome to this process's reply queue (for Prefer: wait).
         """
-        headers: dict[str, Any] = {
-            HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
-            HEADER_ACTOR: str(actor),
-            HEADER_OWNER: owner_key,
-            **trace_headers(command_id),  # x-request-id: the HTTP request behind this command
-        }
+        headers: dict[str, Any] = trace_headers(command_id)  # x-request-id: the HTTP request behind it
         if fingerprint:
             headers[HEADER_FINGERPRINT] = fingerprint
+        message = command_message(
+            body.model_dump_json(exclude_unset=True).encode(),
+            command_id=command_id,
+            owner_key=owner_key,
+            user_id=self.publisher.user_id,
+            actor=str(actor),
+            reply_to=self.reply_queue if reply else None,
+            headers=headers,
+        )
         try:
-            async with asyncio.timeout(self.timeout_s):  # publish(timeout=) is ignored
-                await self.broker.publish(
-                    body.model_dump(mode="json", exclude_unset=True),
-                    exchange=COMMANDS_EXCHANGE,
-                    routing_key=name.value,
-                    message_id=str(command_id),
-                    correlation_id=str(command_id),
-                    reply_to=self.reply_queue if reply else None,
-                    user_id=self.user_id,
-                    headers=headers,
-                    persist=True,
-                    mandatory=True,
-                    timestamp=datetime.now(UTC),
-                )
-        except Exception as error:
-            log.warning("publishing %s %s failed: %r", name, command_id, error)
+            await self.publisher.publish(
+                message, exchange=COMMANDS_EXCHANGE_NAME, routing_key=name.value, timeout_s=self.timeout_s
+            )
+        except NotConfirmed as error:
+            log.warning("publishing %s %s failed: %s", name, command_id, error)
             raise BusUnavailable(command_id) from error
 
     def expect(self, command_id: uuid.UUID) -> asyncio.Future[Outcome]:
@@ -102,6 +92,14 @@ class CommandBus:
             waiters.remove(future)
             if not waiters:
                 del self._waiters[command_id]
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        try:
+            outcome = Outcome.model_validate_json(message.body)
+        except ValidationError:
+            log.warning("ignoring a reply that is not an outcome (correlation id %s)", message.correlation_id)
+            return
+        self.resolve(outcome)
 
     def resolve(self, outcome: Outcome) -> None:
         """Called for each outcome on the reply queue: wake every request waiting for it."""

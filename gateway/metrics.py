@@ -5,7 +5,6 @@ import time
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
@@ -29,11 +28,6 @@ REPLICA_LAG_BYTES = Gauge("opengovfood_replica_lag_bytes", "WAL bytes the replic
 REPLICA_LAG_SECONDS = Gauge("opengovfood_replica_lag_seconds", "Seconds behind (0 when caught up)")
 QUEUE_MESSAGES = Gauge("opengovfood_queue_messages", "Messages waiting in a queue", ["queue"])
 QUEUE_CONSUMERS = Gauge("opengovfood_queue_consumers", "Consumers of a queue", ["queue"])
-
-
-def broker_middleware() -> RabbitPrometheusMiddleware:
-    """FastStream's own metrics of what the gateway's broker publishes and consumes."""
-    return RabbitPrometheusMiddleware(registry=REGISTRY, app_name="gateway")
 
 
 def _route(request: Request) -> str:

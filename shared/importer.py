@@ -1,8 +1,11 @@
 """The import splitter: stream a CSV or JSON Lines file into `item.import` chunks on the bus.
 
 Used by the CLI and by the HTTP upload (which spools the request body to a file first). A file is
-read twice, streaming both times: once to count its rows (every chunk carries the total), once to
-publish. Chunks are published persistent and mandatory, with up to `in_flight` confirms pending.
+read twice, streaming both times: once to count its rows and chunks (every chunk carries the total),
+once to publish. A chunk holds at most MAX_CHUNK_ROWS rows and MAX_CHUNK_BYTES of JSON; a row that
+could not fit (over MAX_ROW_BYTES), or whose fields are not text (a nested array or object), travels
+as an `invalid` row with its reason. Chunks are published through the caller's Publisher,
+persistent and mandatory, with up to `in_flight` confirms pending.
 """
 
 import asyncio
@@ -14,13 +17,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlparse
 
-import aio_pika
-
-from shared.contracts.commands import SCHEMA_VERSION, CommandName
-from shared.contracts.imports import MAX_CHUNK_ROWS, ROW_FIELDS
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.contracts.commands import CommandName
+from shared.contracts.headers import Actor
+from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_ROW_BYTES, ROW_FIELDS
+from shared.publishing import Publisher, command_message
+from shared.topology import COMMANDS_EXCHANGE_NAME
 
 CSV_TYPE = "text/csv"
 JSONL_TYPE = "application/x-ndjson"
@@ -73,6 +75,8 @@ def _csv_rows(source: TextIO) -> Iterator[dict[str, Any]]:
 def _jsonl_row(number: int, line: str) -> dict[str, Any]:
     try:
         value = json.loads(line)
+    except RecursionError:
+        return {"row": number, "invalid": "not valid JSON: nested too deeply"}
     except ValueError as error:
         return {"row": number, "invalid": f"not valid JSON: {error}"[:500]}
     if not isinstance(value, dict):
@@ -80,7 +84,21 @@ def _jsonl_row(number: int, line: str) -> dict[str, Any]:
     unknown = sorted(set(value) - set(ROW_FIELDS))
     if unknown:
         return {"row": number, "invalid": f"unknown field(s): {', '.join(unknown)}"[:500]}
+    nested = [name for name, field in value.items() if isinstance(field, dict | list)]
+    if nested:
+        return {"row": number, "invalid": f"{nested[0]}: must be text, not a JSON {type(value[nested[0]]).__name__}"}
     return {"row": number, **value}
+
+
+def _encoded(row: dict[str, Any]) -> bytes:
+    """A row as it travels in a chunk; one too large to travel becomes an invalid row."""
+    try:
+        encoded = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # JSON may escape a lone surrogate, which no UTF-8 text holds
+        return json.dumps({"row": row["row"], "invalid": "text must be valid Unicode (a lone surrogate)"}).encode()
+    if len(encoded) <= MAX_ROW_BYTES:
+        return encoded
+    return json.dumps({"row": row["row"], "invalid": f"the row is larger than {MAX_ROW_BYTES} bytes"}).encode()
 
 
 def _jsonl_rows(source: TextIO) -> Iterator[dict[str, Any]]:
@@ -99,56 +117,42 @@ def read_rows(path: Path, fmt: ImportFormat) -> Iterator[dict[str, Any]]:
         raise SourceError(f"unreadable {fmt.value} file: {error}") from None
 
 
-def count_rows(path: Path, fmt: ImportFormat) -> int:
-    """How many rows the file has (reads it through, checking the header and the encoding)."""
-    rows = sum(1 for _ in read_rows(path, fmt))
+def _chunks(path: Path, fmt: ImportFormat) -> Iterator[list[bytes]]:
+    """The encoded rows of each chunk, in order: at most MAX_CHUNK_ROWS rows, MAX_CHUNK_BYTES of rows."""
+    rows: list[bytes] = []
+    size = 0
+    for row in read_rows(path, fmt):
+        encoded = _encoded(row)
+        if rows and (len(rows) == MAX_CHUNK_ROWS or size + len(encoded) + 1 > MAX_CHUNK_BYTES):
+            yield rows
+            rows, size = [], 0
+        rows.append(encoded)
+        size += len(encoded) + 1
+    if rows:
+        yield rows
+
+
+def count(path: Path, fmt: ImportFormat) -> tuple[int, int]:
+    """How many rows and chunks the file makes (reads it through, checking the header and the encoding)."""
+    rows = chunks = 0
+    for chunk in _chunks(path, fmt):
+        rows, chunks = rows + len(chunk), chunks + 1
     if rows == 0:
         raise SourceError("the file has no rows")
-    return rows
+    return rows, chunks
 
 
 def chunk_bodies(
-    path: Path, fmt: ImportFormat, *, import_id: uuid.UUID, owner_id: int, total: int, size: int = MAX_CHUNK_ROWS
+    path: Path, fmt: ImportFormat, *, import_id: uuid.UUID, owner_id: int, total: int
 ) -> Iterator[tuple[int, bytes]]:
     """(rows in chunk, JSON body) for each chunk, in order."""
-    rows: list[dict[str, Any]] = []
-    seq = 0
-    for row in read_rows(path, fmt):
-        rows.append(row)
-        if len(rows) == size:
-            yield len(rows), _body(import_id, seq, total, owner_id, rows)
-            rows, seq = [], seq + 1
-    if rows:
-        yield len(rows), _body(import_id, seq, total, owner_id, rows)
-
-
-def _body(import_id: uuid.UUID, seq: int, total: int, owner_id: int, rows: list[dict[str, Any]]) -> bytes:
-    chunk = {"import_id": str(import_id), "seq": seq, "total": total, "owner_id": owner_id, "rows": rows}
-    return json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def bus_user(rabbit_url: str) -> str:
-    """Our RabbitMQ user: sent as the validated user-id property, as the gateway does."""
-    return unquote(urlparse(rabbit_url).username or "guest")
-
-
-def chunk_message(body: bytes, *, owner_id: int, user_id: str) -> aio_pika.Message:
-    return aio_pika.Message(
-        body,
-        message_id=str(uuid.uuid4()),  # a fresh command id per chunk: the inbox deduplicates redeliveries
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        user_id=user_id,
-        headers={
-            HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
-            HEADER_ACTOR: f"user:{owner_id}",
-            HEADER_OWNER: str(owner_id),
-        },
-    )
+    for seq, rows in enumerate(_chunks(path, fmt)):
+        head = json.dumps({"import_id": str(import_id), "seq": seq, "total": total, "owner_id": owner_id})
+        yield len(rows), head[:-1].encode() + b',"rows":[' + b",".join(rows) + b"]}"
 
 
 async def publish_import(
-    rabbit_url: str,
+    publisher: Publisher,
     path: Path,
     fmt: ImportFormat,
     *,
@@ -158,28 +162,32 @@ async def publish_import(
     timeout_s: float = 30.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> Published:
-    """Count, split and publish the file acting as user `owner_id`; return once every chunk is confirmed."""
+    """Count, split and publish the file acting as user `owner_id`; return once every chunk is confirmed.
+
+    Raises SourceError for a file that cannot be imported as a whole, NotConfirmed if the broker did
+    not confirm every chunk (some may be applied).
+    """
     import_id = import_id or uuid.uuid4()
-    rows = await asyncio.to_thread(count_rows, path, fmt)
-    total = -(-rows // MAX_CHUNK_ROWS)
+    rows, total = await asyncio.to_thread(count, path, fmt)
     bodies = chunk_bodies(path, fmt, import_id=import_id, owner_id=owner_id, total=total)
-    user_id = bus_user(rabbit_url)
-    connection = await aio_pika.connect(rabbit_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
 
-        async def send(count: int, body: bytes) -> int:
-            message = chunk_message(body, owner_id=owner_id, user_id=user_id)
-            await exchange.publish(message, CommandName.ITEM_IMPORT.value, mandatory=True, timeout=timeout_s)
-            return count
+    async def send(count: int, body: bytes) -> int:
+        message = command_message(  # a fresh command id per chunk: the inbox deduplicates redeliveries
+            body, command_id=uuid.uuid4(), owner_key=str(owner_id), user_id=publisher.user_id,
+            actor=str(Actor.user(owner_id)),
+        )  # fmt: skip
+        await publisher.publish(
+            message, exchange=COMMANDS_EXCHANGE_NAME, routing_key=CommandName.ITEM_IMPORT.value, timeout_s=timeout_s
+        )
+        return count
 
-        pending: set[asyncio.Task[int]] = set()
-        while (item := await asyncio.to_thread(next, bodies, None)) is not None:
-            if len(pending) >= in_flight:
-                pending = await _settle(pending, asyncio.FIRST_COMPLETED, on_progress)
-            pending.add(asyncio.create_task(send(*item)))
-        await _settle(pending, asyncio.ALL_COMPLETED, on_progress)
+    await publisher.exchange(COMMANDS_EXCHANGE_NAME)  # looked up before the first send: chunks leave in order
+    pending: set[asyncio.Task[int]] = set()
+    while (item := await asyncio.to_thread(next, bodies, None)) is not None:
+        if len(pending) >= in_flight:
+            pending = await _settle(pending, asyncio.FIRST_COMPLETED, on_progress)
+        pending.add(asyncio.create_task(send(*item)))
+    await _settle(pending, asyncio.ALL_COMPLETED, on_progress)
     return Published(import_id=import_id, rows=rows, chunks=total)
 
 

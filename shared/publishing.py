@@ -76,6 +76,7 @@ class Publisher:
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._connecting = asyncio.Lock()
+        self._looking_up = asyncio.Lock()
 
     async def connect(self) -> AbstractRobustConnection:
         """Open the connection and the channel once; later calls return them."""
@@ -102,14 +103,20 @@ class Publisher:
 
     async def exchange(self, name: str) -> AbstractExchange:
         """An exchange by name, looked up passively once (publishing needs no configure permission)."""
-        if name not in self._exchanges:
-            await self.connect()
+        if name in self._exchanges:  # no suspension: concurrent publishes keep their call order
+            return self._exchanges[name]
+        async with self._looking_up:  # FIFO: callers waiting for the first lookup resume in order
+            if name in self._exchanges:
+                return self._exchanges[name]
+            connection = await self.connect()
             assert self._channel is not None
             if name == DEFAULT_EXCHANGE:
                 self._exchanges[name] = self._channel.default_exchange
             else:
-                self._exchanges[name] = await self._channel.get_exchange(name, ensure=True)
-        return self._exchanges[name]
+                async with connection.channel() as probe:  # a missing exchange closes this channel, not ours
+                    await probe.get_exchange(name, ensure=True)
+                self._exchanges[name] = await self._channel.get_exchange(name, ensure=False)
+            return self._exchanges[name]
 
     async def publish(
         self,
@@ -130,7 +137,8 @@ class Publisher:
 
     @property
     def is_connected(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed
+        """Connected now (a restoring connection is not)."""
+        return self.connection is not None and self.connection.connected.is_set()
 
     async def close(self) -> None:
         if self.connection is not None:

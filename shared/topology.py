@@ -1,9 +1,10 @@
 """Exchanges, queues and headers on RabbitMQ: declared from here only."""
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
-from faststream.rabbit import ExchangeType, RabbitExchange, RabbitQueue
-from faststream.rabbit.schemas.queue import QueueType
 
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 
@@ -19,29 +20,40 @@ HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail fo
 HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
 HEADER_REQUEST_ID = "x-request-id"
 
-COMMANDS_EXCHANGE = RabbitExchange(COMMANDS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
-PARTITIONS_EXCHANGE = RabbitExchange(
-    PARTITIONS_EXCHANGE_NAME,
-    type=ExchangeType.X_CONSISTENT_HASH,
-    durable=True,
-    arguments={"hash-header": HEADER_OWNER},
-)
-EVENTS_EXCHANGE = RabbitExchange(EVENTS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
-DEAD_LETTER_EXCHANGE = RabbitExchange(DEAD_LETTER_EXCHANGE_NAME, type=ExchangeType.FANOUT, durable=True)
+
+@dataclass(frozen=True)
+class Exchange:
+    """A durable exchange as we declare it."""
+
+    name: str
+    type: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A durable quorum queue as we declare it."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+COMMANDS_EXCHANGE = Exchange(COMMANDS_EXCHANGE_NAME, "topic")
+PARTITIONS_EXCHANGE = Exchange(PARTITIONS_EXCHANGE_NAME, "x-consistent-hash", {"hash-header": HEADER_OWNER})
+EVENTS_EXCHANGE = Exchange(EVENTS_EXCHANGE_NAME, "topic")
+DEAD_LETTER_EXCHANGE = Exchange(DEAD_LETTER_EXCHANGE_NAME, "fanout")
 
 
 def partition_queue_name(partition: int) -> str:
     return f"opengovfood.commands.p{partition}"
 
 
-def partition_queue(partition: int, delivery_limit: int) -> RabbitQueue:
+def partition_queue(partition: int, delivery_limit: int) -> Queue:
     """A quorum queue of one partition; single-active-consumer guards failover between workers."""
-    return RabbitQueue(
+    return Queue(
         partition_queue_name(partition),
-        queue_type=QueueType.QUORUM,
-        durable=True,
-        routing_key="1",  # the consistent-hash weight of this partition
         arguments={
+            "x-queue-type": "quorum",
             "x-single-active-consumer": True,
             "x-delivery-limit": delivery_limit,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE_NAME,
@@ -51,7 +63,8 @@ def partition_queue(partition: int, delivery_limit: int) -> RabbitQueue:
     )
 
 
-DEAD_LETTER_QUEUE = RabbitQueue(DEAD_LETTER_QUEUE_NAME, queue_type=QueueType.QUORUM, durable=True)
+DEAD_LETTER_QUEUE = Queue(DEAD_LETTER_QUEUE_NAME, {"x-queue-type": "quorum"})
+PARTITION_WEIGHT = "1"  # each partition's consistent-hash weight (its binding key)
 
 
 def partitions_of_worker(partitions: int, index: int, count: int) -> list[int]:
@@ -60,11 +73,8 @@ def partitions_of_worker(partitions: int, index: int, count: int) -> list[int]:
 
 
 async def declare_topology(rabbit_url: str, partitions: int, delivery_limit: int) -> None:
-    """Declare (idempotently) the exchanges, partition queues and dead-letter queue.
-
-    A short connection of its own, so that FastStream's declarer does not cache these queues on
-    its default channel (each consumer needs its own channel, prefetch and delivery tags).
-    """
+    """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
+    connection of its own."""
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
         channel = await connection.channel()
@@ -77,14 +87,12 @@ async def declare_topology(rabbit_url: str, partitions: int, delivery_limit: int
         await dead_letter_queue.bind(dead_letters, routing_key="")
         for partition in range(partitions):
             queue = await _queue(channel, partition_queue(partition, delivery_limit))
-            await queue.bind(partitioned, routing_key="1")
+            await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)
 
 
-async def _exchange(channel: AbstractChannel, exchange: RabbitExchange) -> AbstractExchange:
-    return await channel.declare_exchange(
-        exchange.name, exchange.type.value, durable=exchange.durable, arguments=exchange.arguments
-    )
+async def _exchange(channel: AbstractChannel, exchange: Exchange) -> AbstractExchange:
+    return await channel.declare_exchange(exchange.name, exchange.type, durable=True, arguments=exchange.arguments)
 
 
-async def _queue(channel: AbstractChannel, queue: RabbitQueue) -> AbstractQueue:
-    return await channel.declare_queue(queue.name, durable=queue.durable, arguments=queue.arguments)
+async def _queue(channel: AbstractChannel, queue: Queue) -> AbstractQueue:
+    return await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)

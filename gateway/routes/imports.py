@@ -6,7 +6,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import aio_pika
 import anyio
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -17,6 +16,7 @@ from gateway.problems import Problem
 from shared.db import ReadSession
 from shared.importer import CONTENT_TYPES, SourceError, publish_import
 from shared.models import ImportJob, ImportState
+from shared.publishing import NotConfirmed
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 RETRY_AFTER_S = "2"
@@ -91,15 +91,13 @@ async def upload(
         path = Path(directory) / f"upload.{fmt.value}"
         await _spool(request, path, services.settings.max_import_bytes)
         try:
-            published = await publish_import(
-                services.settings.rabbit_url, path, fmt, owner_id=user.id, import_id=import_id
-            )
+            published = await publish_import(services.bus.publisher, path, fmt, owner_id=user.id, import_id=import_id)
         except SourceError as error:
             raise Problem(422, str(error)) from None
-        except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as error:
+        except NotConfirmed:
             raise Problem(
                 503,
-                f"the message broker did not confirm every chunk ({type(error).__name__}); some may be applied",
+                "the message broker did not confirm every chunk; some may be applied",
                 headers={"Retry-After": RETRY_AFTER_S},
                 import_id=str(import_id),
             ) from None

@@ -12,10 +12,11 @@ from faststream.specification import AsyncAPI
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandBody
 from shared.contracts.events import EVENTS_EXCHANGE_NAME, Event, EventName
-from shared.topology import COMMANDS_EXCHANGE, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
 from worker.catalogue import CATALOGUE
 
 EVENTS_EXCHANGE = RabbitExchange(EVENTS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
+COMMANDS_EXCHANGE = RabbitExchange(COMMANDS_EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
 
 COMMAND_NOTE = (
     f"Publish to exchange `{COMMANDS_EXCHANGE.name}` with routing key `{{key}}`: persistent, mandatory, with "

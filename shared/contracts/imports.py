@@ -11,6 +11,8 @@ from shared.contracts.base import CommandBody
 from shared.contracts.fields import Description, Status, Title
 
 MAX_CHUNK_ROWS = 1_000
+MAX_CHUNK_BYTES = 2**20  # of rows: a chunk's message stays about 1 MiB
+MAX_ROW_BYTES = 64 * 2**10  # far above any valid row (title 100, description 10,000 characters)
 
 
 @with_config(ConfigDict(extra="forbid"))

@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 
 from shared.importer import ImportFormat, publish_import
+from shared.publishing import Publisher
 from tests import settings as test_settings
 from tests.imports.support import errors_of, finished_job, write_csv
 from tests.support.api import sign_up
@@ -23,9 +24,11 @@ async def test_a_100k_row_csv_applies_every_good_row_and_rejects_exactly_the_bad
     good, bad = write_csv(tmp_path / "items.csv", 100_000)
     assert len(bad) == 1_000
 
-    published = await publish_import(
-        test_settings.RABBIT_URL, tmp_path / "items.csv", ImportFormat.CSV, owner_id=owner.id
-    )
+    publisher = Publisher(test_settings.RABBIT_URL, "test-import")
+    try:
+        published = await publish_import(publisher, tmp_path / "items.csv", ImportFormat.CSV, owner_id=owner.id)
+    finally:
+        await publisher.close()
     assert (published.rows, published.chunks) == (100_000, 100)
     job = await finished_job(primary, published.import_id)
 

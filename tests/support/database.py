@@ -48,8 +48,8 @@ async def wait_for_replica(deadline_s: float = 30.0) -> None:
                 await replica.close()
             if replayed:
                 return
-        except (asyncpg.InvalidCatalogNameError, OSError):
-            pass  # the new database has not reached the replica yet
+        except (asyncpg.InvalidCatalogNameError, asyncpg.ObjectNotInPrerequisiteStateError, OSError):
+            pass  # the new database has not reached the replica yet (or the old one is being dropped there)
         if loop.time() > end:
             raise TimeoutError("the replica did not catch up with the primary")
         await asyncio.sleep(0.05)
