@@ -9,12 +9,13 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
+from gateway.idempotency import IdempotentRequest
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
 from shared.publishing import NotConfirmed, Publisher, command_message
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_FINGERPRINT
+from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
 REPLY_QUEUE_PREFIX = "opengovfood.replies."  # the gateway's own reply queues (its bus user may read them)
@@ -53,7 +54,7 @@ class CommandBus:
         command_id: uuid.UUID,
         actor: Actor,
         owner_key: str,
-        fingerprint: str | None = None,
+        idempotent: IdempotentRequest | None = None,
         reply: bool = False,
     ) -> None:
         """Return once the broker has confirmed the command; raise BusUnavailable otherwise.
@@ -61,8 +62,9 @@ class CommandBus:
         With `reply`, the worker sends the outcome to this process's reply queue (for Prefer: wait).
         """
         headers: dict[str, Any] = trace_headers(command_id)  # x-request-id: the HTTP request behind it
-        if fingerprint:
-            headers[HEADER_FINGERPRINT] = fingerprint
+        if idempotent is not None:
+            headers[HEADER_IDEMPOTENCY_KEY] = str(idempotent.key_id)
+            headers[HEADER_FINGERPRINT] = idempotent.fingerprint
         message = command_message(
             body.model_dump_json(exclude_unset=True).encode(),
             command_id=command_id,

@@ -1,9 +1,17 @@
-"""Idempotency-Key: the command id is derived from caller and key; a body fingerprint travels along."""
+"""Idempotency-Key: a retry of the same request is the same command; another request with the key
+is a command of its own, which is refused (`idempotency_key_reused`).
+
+Both ids are keyed with SECRET_KEY, so nobody without it can predict them: the key's id from
+(caller, key), the command's id from (key id, body fingerprint). The fingerprint covers the
+request's route and body, never a password (a fast hash of one would let SECRET_KEY's holder guess
+it at hash speed): sign-up retries that differ only in the password are answered as the first.
+"""
 
 import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -18,7 +26,8 @@ MAX_KEY_LENGTH = 255
 
 @dataclass(frozen=True)
 class IdempotentRequest:
-    command_id: uuid.UUID
+    key_id: uuid.UUID  # the same for every request with this key (and caller)
+    command_id: uuid.UUID  # the same for every retry of this request
     fingerprint: str
 
 
@@ -33,13 +42,17 @@ async def get_idempotency_key(idempotency_key: Annotated[str | None, Header()] =
 IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
 
 
+def _keyed(secret: str, text: str) -> str:
+    return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
 def idempotent(
-    secret: str, scope: str, key: str | None, route: str, body: BaseModel | None
+    secret: str, scope: str, key: str | None, route: str, body: BaseModel | None, unhashed: Set[str] = frozenset()
 ) -> IdempotentRequest | None:
-    """The command id for (scope, key), and a keyed fingerprint of the request (no secret leaks)."""
+    """The ids of (scope, key) and of this request; `unhashed` fields (passwords) stay out of its fingerprint."""
     if key is None:
         return None
-    command_id = uuid.uuid5(NAMESPACE, f"{scope}\n{key}")
-    content = json.dumps(body.model_dump(mode="json", exclude_unset=True) if body else {}, sort_keys=True)
-    digest = hmac.new(secret.encode(), f"{route}\n{content}".encode(), hashlib.sha256).hexdigest()
-    return IdempotentRequest(command_id, digest[:64])
+    key_id = uuid.uuid5(NAMESPACE, _keyed(secret, f"key\n{scope}\n{key}"))
+    fields = body.model_dump(mode="json", exclude_unset=True, exclude=set(unhashed)) if body else {}
+    fingerprint = _keyed(secret, f"{route}\n{json.dumps(fields, sort_keys=True)}")[:64]
+    return IdempotentRequest(key_id, uuid.uuid5(NAMESPACE, f"{key_id}\n{fingerprint}"), fingerprint)

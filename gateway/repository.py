@@ -83,3 +83,14 @@ async def count_by_status(session: ReadSession, owner_id: int) -> dict[str, int]
 
 async def get_command(session: ReadSession, command_id: uuid.UUID) -> Command | None:
     return await session.get(Command, command_id)
+
+
+async def get_command_by_key(session: ReadSession, key_id: uuid.UUID, actor: str) -> Command | None:
+    """The first command this actor sent with this Idempotency-Key (its keyed id)."""
+    query = (
+        select(Command)
+        .where(Command.idempotency_key == key_id, Command.actor == actor)
+        .order_by(Command.applied_at)
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()

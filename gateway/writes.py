@@ -63,14 +63,13 @@ async def dispatch(
     With an Idempotency-Key whose command is already known, answer its outcome without publishing
     (or 422 if the key was used for a different request).
     """
-    if idempotent is not None and (known := await _known_outcome(services, idempotent)) is not None:
+    if idempotent is not None and (known := await _known_outcome(services, idempotent, actor)) is not None:
         return await answer(services, known, resource)
     command_id = idempotent.command_id if idempotent else uuid.uuid4()
-    fingerprint = idempotent.fingerprint if idempotent else None
     future = services.bus.expect(command_id) if wait_s else None
     try:
         await services.bus.send(
-            name, body, command_id=command_id, actor=actor, owner_key=owner_key, fingerprint=fingerprint,
+            name, body, command_id=command_id, actor=actor, owner_key=owner_key, idempotent=idempotent,
             reply=future is not None,
         )  # fmt: skip
         if future is None:
@@ -113,14 +112,16 @@ async def dispatch_as_caller(
     )  # fmt: skip
 
 
-async def _known_outcome(services: Services, idempotent: IdempotentRequest) -> Outcome | None:
-    """The recorded outcome of this key's command, read on the primary (the strongest answer)."""
+async def _known_outcome(services: Services, idempotent: IdempotentRequest, actor: Actor) -> Outcome | None:
+    """What this key already did, read on the primary (the strongest answer): the outcome of this
+    request, or a refusal when the key was used for another; None when it is new, or when its
+    command was dead-lettered (the retry publishes it again: it is applied at its retry)."""
     async with services.reads.primary() as session:
-        command = await repository.get_command(session, idempotent.command_id)
-        if command is None:
+        command = await repository.get_command_by_key(session, idempotent.key_id, str(actor))
+        if command is None or command.status == CommandStatus.DEAD_LETTERED:
             return None
         token = await replayed_position(session) if services.reads.watermark is not None else None
-    if command.fingerprint and command.fingerprint != idempotent.fingerprint:
+    if command.command_id != idempotent.command_id:
         return Outcome(
             command_id=command.command_id,
             name=command.name,

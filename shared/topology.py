@@ -18,6 +18,7 @@ HEADER_SCHEMA_VERSION = "x-schema-version"
 HEADER_ACTOR = "x-actor"  # "user:<id>" or "anonymous"; honoured only from the gateway's bus user
 HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail for user.create
 HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
+HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"  # optional: the key's id; reused for another command: refused
 HEADER_REQUEST_ID = "x-request-id"
 
 
@@ -44,21 +45,37 @@ EVENTS_EXCHANGE = Exchange(EVENTS_EXCHANGE_NAME, "topic")
 DEAD_LETTER_EXCHANGE = Exchange(DEAD_LETTER_EXCHANGE_NAME, "fanout")
 
 
+MAX_PARTITIONS = 64
+
+
+class TopologyMismatch(Exception):
+    """The broker holds another number of partition queues than COMMAND_PARTITIONS says."""
+
+
 def partition_queue_name(partition: int) -> str:
     return f"opengovfood.commands.p{partition}"
 
 
-def partition_queue(partition: int, delivery_limit: int) -> Queue:
+def delivery_limit_arguments(broker_version: str) -> dict[str, Any]:
+    """No broker-side delivery limit: the worker decides what is poison (by its content, or by
+    failing for good in the database), never how often a delivery went back to the queue (a crash,
+    a restart, a lost connection each count on RabbitMQ 3.x). 3.x has no limit unless one is set
+    (and reads -1 as zero); 4.x defaults to 20, so it is lifted there explicitly (-1)."""
+    major = broker_version.split(".", 1)[0]
+    return {"x-delivery-limit": -1} if major.isdigit() and int(major) >= 4 else {}
+
+
+def partition_queue(partition: int, broker_version: str) -> Queue:
     """A quorum queue of one partition; single-active-consumer guards failover between workers."""
     return Queue(
         partition_queue_name(partition),
         arguments={
             "x-queue-type": "quorum",
             "x-single-active-consumer": True,
-            "x-delivery-limit": delivery_limit,
             "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE_NAME,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
+            **delivery_limit_arguments(broker_version),
         },
     )
 
@@ -72,11 +89,46 @@ def partitions_of_worker(partitions: int, index: int, count: int) -> list[int]:
     return [p for p in range(partitions) if p % count == index]
 
 
-async def declare_topology(rabbit_url: str, partitions: int, delivery_limit: int) -> None:
+def broker_version(connection: aio_pika.abc.AbstractConnection) -> str:
+    """The RabbitMQ version the connection reports (e.g. "3.10.8")."""
+    transport = connection.transport
+    properties = transport.connection.server_properties if transport is not None else {}
+    version = properties.get("version", "")
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+async def existing_partitions(connection: aio_pika.abc.AbstractConnection) -> int:
+    """How many partition queues p0, p1, … exist (they are always a contiguous range)."""
+    count = 0
+    while count < MAX_PARTITIONS:
+        channel = await connection.channel()  # a missing queue closes the channel it was asked on
+        try:
+            await channel.declare_queue(partition_queue_name(count), passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return count
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        count += 1
+    return count
+
+
+async def declare_topology(rabbit_url: str, partitions: int) -> None:
     """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
-    connection of its own."""
+    connection of its own.
+
+    The partition count only changes through `repartition` (which drains first): with another
+    number of partition queues on the broker, this refuses (TopologyMismatch), since binding more
+    or fewer would move owners to other partitions while their older commands still wait.
+    """
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
+        existing = await existing_partitions(connection)
+        if existing not in (0, partitions):
+            raise TopologyMismatch(
+                f"the broker has {existing} partition queues but COMMAND_PARTITIONS is {partitions}: "
+                "change the count with `opengovfood bus repartition`, which drains them first"
+            )
         channel = await connection.channel()
         commands = await _exchange(channel, COMMANDS_EXCHANGE)
         partitioned = await _exchange(channel, PARTITIONS_EXCHANGE)
@@ -85,8 +137,9 @@ async def declare_topology(rabbit_url: str, partitions: int, delivery_limit: int
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         dead_letter_queue = await _queue(channel, DEAD_LETTER_QUEUE)
         await dead_letter_queue.bind(dead_letters, routing_key="")
+        version = broker_version(connection)
         for partition in range(partitions):
-            queue = await _queue(channel, partition_queue(partition, delivery_limit))
+            queue = await _queue(channel, partition_queue(partition, version))
             await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)
 
 

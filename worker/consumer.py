@@ -8,9 +8,11 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
+from shared.contracts.outcomes import Outcome
 from shared.models import CommandStatus
 from shared.settings import Settings
 from shared.topology import partition_queue_name
+from worker.apply import poison_row
 from worker.connection import ConsumerConnection
 from worker.decode import decode
 from worker.envelope import Envelope, PoisonMessage
@@ -179,28 +181,40 @@ class PartitionConsumer:
         if self.relay.unflushed:  # newly active on this partition: relay what a predecessor committed first
             await self.relay.flush()
         envelopes: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
+        poison: list[tuple[AbstractIncomingMessage, PoisonMessage]] = []
         for message in batch:
             try:
                 envelopes.append((message, self._decode(message)))
-            except PoisonMessage as poison:
-                await self.outbound.dead_letter(message, poison.reason)
-                observe_poison(message, poison.reason)
+            except PoisonMessage as error:
+                poison.append((message, error))
         relayed = self.relay.take_relayed()  # the relay may publish more while we apply
         applied = await self.applier.apply([envelope for _, envelope in envelopes], relayed)
         if not applied.marked:
             self.relay.give_back(relayed)
+        if applied.unrelayed:  # a commit may have happened unseen: its events go out first, from the outbox
+            self.relay.unflushed = True
         outcomes = applied.outcomes
-        for (message, _), outcome in zip(envelopes, outcomes, strict=True):
+        for (message, envelope), outcome in zip(envelopes, outcomes, strict=True):
             if outcome.status == CommandStatus.DEAD_LETTERED:
-                await self.outbound.dead_letter(message, outcome.detail or "")
-        await self.outbound.reply_all(
-            [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
-        )
+                await self.outbound.dead_letter(message, applied.reasons.get(envelope.command_id, outcome.detail or ""))
+        replies = [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
+        for message, refused in poison:
+            await self.outbound.dead_letter(message, refused.reason)
+            observe_poison(message, refused.reason)
+            if refused.command_id is not None:
+                replies.append((message.reply_to, await self._record_poison(message, refused)))
+        await self.outbound.reply_all(replies)
         await self._acknowledge(batch)  # committed: the events are safe in the outbox
         self.relay.after_commit(applied.events)
         observe_batch(
             [(message, envelope, outcome) for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)]
         )
+
+    async def _record_poison(self, message: AbstractIncomingMessage, refused: PoisonMessage) -> Outcome:
+        """The command's outcome says why it can never be applied (a publisher polls or gets it on reply_to)."""
+        assert refused.command_id is not None
+        actor = str(refused.actor) if refused.actor else f"service:{message.user_id or 'unknown'}"
+        return await self.applier.record(poison_row(refused.command_id, refused.name, actor, refused.reason))
 
     async def _acknowledge(self, batch: list[AbstractIncomingMessage]) -> None:
         """After the commit: one ack for the whole batch."""

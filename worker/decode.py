@@ -12,9 +12,11 @@ from shared.contracts.headers import Actor
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
 from shared.logging import HEADER_REQUEST_ID
 from shared.settings import ServiceGrant
-from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_SCHEMA_VERSION
+from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY, HEADER_SCHEMA_VERSION
 from worker.catalogue import CATALOGUE
 from worker.envelope import Envelope, PoisonMessage
+
+MAX_COMMAND_BYTES = 2 * 2**20  # an import chunk carries at most 1 MiB of rows; nothing valid is larger
 
 
 def _request_id(headers: dict[str, Any]) -> str | None:
@@ -27,6 +29,16 @@ def _command_id(message_id: str | None) -> uuid.UUID:
         return uuid.UUID(str(message_id))
     except ValueError:
         raise PoisonMessage(f"message_id must be a UUID (the command id), got {message_id!r}") from None
+
+
+def _idempotency_key(headers: dict[str, Any]) -> uuid.UUID | None:
+    value = headers.get(HEADER_IDEMPOTENCY_KEY)
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise PoisonMessage(f"header {HEADER_IDEMPOTENCY_KEY} must be a UUID, got {str(value)[:80]!r}") from None
 
 
 def _actor(headers: dict[str, Any], bus_user: str | None, gateway_bus_user: str) -> Actor:
@@ -72,14 +84,17 @@ def decode(
     its grant in `grants` (SERVICE_GRANTS), which travels with the envelope to the handlers.
     """
     command_id = _command_id(message_id)
+    actor: Actor | None = None
     try:
+        if len(body) > MAX_COMMAND_BYTES:
+            raise PoisonMessage(f"the body is larger than {MAX_COMMAND_BYTES} bytes")
+        actor = _actor(headers, bus_user, gateway_bus_user)
         name = _name(routing_key)
         version = _check_version(headers)
         try:
             command_body = CATALOGUE[name].read(version, body)
         except ValidationError as error:
-            raise PoisonMessage(f"invalid {name} body (schema version {version}): {error}") from None
-        actor = _actor(headers, bus_user, gateway_bus_user)
+            raise PoisonMessage(f"invalid {name} body (schema version {version}): {_reasons(error)}") from None
         return Envelope(
             command_id=command_id,
             name=name,
@@ -91,6 +106,14 @@ def decode(
             partition=partition,
             request_id=_request_id(headers),
             grant=(grants or {}).get(actor.service or "") if actor.kind == "service" else None,
+            idempotency_key=_idempotency_key(headers),
         )
     except PoisonMessage as poison:
-        raise PoisonMessage(poison.reason, command_id) from None
+        raise PoisonMessage(poison.reason, command_id, routing_key[:32], actor) from None
+
+
+def _reasons(error: ValidationError) -> str:
+    """Each invalid field and why, without the values sent (they may be anybody's data)."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors(include_input=False)
+    )[:1000]

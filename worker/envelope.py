@@ -14,12 +14,17 @@ BodyT = TypeVar("BodyT", bound=CommandBody, covariant=True)
 
 
 class PoisonMessage(Exception):
-    """The message can never be applied: it goes to the dead-letter queue with this reason."""
+    """The message can never be applied: it goes to the dead-letter queue with this reason, and
+    when it names a command id, that command's outcome says so too."""
 
-    def __init__(self, reason: str, command_id: uuid.UUID | None = None) -> None:
+    def __init__(
+        self, reason: str, command_id: uuid.UUID | None = None, name: str = "", actor: Actor | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.command_id = command_id
+        self.name = name  # the routing key, as sent
+        self.actor = actor  # who sent it, when the headers say (else the outcome names no user)
 
 
 @dataclass(frozen=True)
@@ -36,3 +41,4 @@ class Envelope(Generic[BodyT]):
     partition: int = 0  # the partition queue it came from: its events are relayed in that order
     request_id: str | None = None  # the HTTP request behind it (x-request-id), carried into its event
     grant: ServiceGrant | None = None  # a service actor's grant (SERVICE_GRANTS), looked up at decode
+    idempotency_key: uuid.UUID | None = None  # x-idempotency-key: another command with it is refused

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.contracts.outcomes import Outcome
 from worker.apply import Applied, Applier
 from worker.envelope import Envelope
 
@@ -36,6 +37,10 @@ class GroupCommit:
         if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._commit_queued())
         return await request.answer
+
+    async def record(self, row: dict[str, Any]) -> Outcome:
+        """An outcome decided without applying anything (a poison message), in a transaction of its own."""
+        return await self.applier.record_alone(row)
 
     async def _commit_queued(self) -> None:
         while self._queued:
@@ -65,6 +70,7 @@ def _split(applied: Applied, group: list[_Request]) -> list[Applied]:
         end = start + len(request.envelopes)
         ids = {envelope.command_id for envelope in request.envelopes}
         events = [event for event in applied.events if event.command_id in ids]
-        shares.append(Applied(applied.outcomes[start:end], events, marked=applied.marked))
+        reasons = {command_id: reason for command_id, reason in applied.reasons.items() if command_id in ids}
+        shares.append(Applied(applied.outcomes[start:end], events, applied.marked, applied.unrelayed, reasons))
         start = end
     return shares

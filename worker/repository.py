@@ -12,6 +12,11 @@ from shared.models import Command, Item, User
 # Built once: constructing a statement per batch was a visible share of the worker's time.
 _OUTCOMES = select(Command.__table__).where(Command.command_id.in_(bindparam("ids", expanding=True)))
 _USERS = select(User.id, User.is_active).where(User.id.in_(bindparam("ids", expanding=True)))
+_KEYS = (
+    select(Command.idempotency_key, Command.actor, Command.command_id)
+    .where(Command.idempotency_key.in_(bindparam("keys", expanding=True)))
+    .order_by(Command.applied_at)
+)
 
 
 async def find_outcomes(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Row[Any, Any]]:
@@ -20,13 +25,27 @@ async def find_outcomes(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> dict
     return {row.command_id: row for row in rows}
 
 
+async def delete_outcomes(conn: AsyncConnection, ids: Iterable[uuid.UUID]) -> None:
+    """Forget dead-lettered outcomes: their commands are being applied again."""
+    await conn.execute(delete(Command).where(Command.command_id.in_(list(ids))))
+
+
+async def find_keys(conn: AsyncConnection, keys: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
+    """(Idempotency-Key id, actor) -> the command that used it first, among these keys."""
+    found: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+    for row in await conn.execute(_KEYS, {"keys": list(keys)}):
+        found.setdefault((row.idempotency_key, row.actor), row.command_id)
+    return found
+
+
 async def insert_outcomes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(Command), rows)
 
 
-async def get_user(conn: AsyncConnection, user_id: int) -> Row[Any, Any] | None:
-    result = await conn.execute(select(User.id, User.is_active).where(User.id == user_id))
+async def get_user(conn: AsyncConnection, user_id: int) -> Any:
+    """The user's id, is_active and hashed_password (None if there is none)."""
+    result = await conn.execute(select(User.id, User.is_active, User.hashed_password).where(User.id == user_id))
     return result.first()
 
 

@@ -37,7 +37,9 @@ async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep, 
     return await dispatch(
         services, CommandName.USER_CREATE, command,
         actor=Actor.anonymous(), owner_key=body.email, wait_s=wait, resource=USER,
-        idempotent=idempotent(services.settings.secret_key, f"signup:{body.email}", key, "POST /users", body),
+        idempotent=idempotent(
+            services.settings.secret_key, f"signup:{body.email}", key, "POST /users", body, unhashed={"password"}
+        ),
     )  # fmt: skip
 
 

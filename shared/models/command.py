@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, Uuid, func
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, Uuid, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base
@@ -29,6 +29,7 @@ class Command(Base):
     resource_id: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(80), nullable=False)
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # keyed id of (caller, Idempotency-Key)
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -36,4 +37,10 @@ class Command(Base):
     __table_args__ = (
         Index("ix_command_actor_applied_at", "actor", "applied_at"),
         Index("ix_command_applied_at", "applied_at"),
+        Index(
+            "ix_command_idempotency_key",
+            "idempotency_key",
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
     )

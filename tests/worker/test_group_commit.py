@@ -4,6 +4,7 @@ gets back exactly its own outcomes and events (the worker's real Applier on SQLi
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,9 +21,9 @@ class CountingApplier(Applier):
         super().__init__(engine)
         self.transactions: list[int] = []
 
-    async def apply_with_retry(self, envelopes: Sequence[Envelope], relayed: Sequence[int] = ()) -> Applied:
+    async def apply(self, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
         self.transactions.append(len(envelopes))
-        return await super().apply_with_retry(envelopes, relayed)
+        return await super().apply(envelopes, relayed)
 
 
 async def _owner(sqlite: AsyncEngine, email: str) -> int:
@@ -34,7 +35,7 @@ async def _owner(sqlite: AsyncEngine, email: str) -> int:
     return created.resource_id
 
 
-def _creates(owner: int, partition: int, count: int) -> list[Envelope]:
+def _creates(owner: int, partition: int, count: int) -> list[Envelope[Any]]:
     return [
         replace(
             envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=owner, title=f"p{partition}-{n}"), Actor.user(owner)),
