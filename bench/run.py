@@ -131,7 +131,7 @@ async def raw_baselines(table: Table, sizes: Sizes, owner: int) -> dict[str, flo
 
 async def http_writes(table: Table, sizes: Sizes, url: str, owners: list[int], pipeline: float, c: int) -> None:
     settings = get_settings()
-    tokens = [create_access_token(owner, settings) for owner in owners]
+    tokens = [create_access_token(owner, HASH, settings) for owner in owners]
     body = json.dumps({"title": f"bench http c{c}"})
     # Warm-up, not measured: connection pools fill and the callers' first lookups happen here.
     warm = await load(url, "POST", ["/api/v1/items"], tokens, body=body, concurrency=c, seconds=sizes.warm_s)
@@ -220,7 +220,10 @@ async def imports(table: Table, url: str, owner: int, rows: int, copy_rate: floa
         path = Path(directory) / "items.csv"
         write_csv(path, rows)
         size_mib = path.stat().st_size / 2**20
-        headers = {"Authorization": f"Bearer {create_access_token(owner, get_settings())}", "Content-Type": "text/csv"}
+        headers = {
+            "Authorization": f"Bearer {create_access_token(owner, HASH, get_settings())}",
+            "Content-Type": "text/csv",
+        }
         start = time.perf_counter()
         async with httpx.AsyncClient(base_url=url, timeout=600) as http:
             response = await http.post("/api/v1/imports", content=_file_parts(path), headers=headers)
@@ -254,7 +257,7 @@ async def reads(table: Table, sizes: Sizes, url: str, owner: int) -> None:
     await wait_for_replica()
     raw = await baselines.point_reads(test_settings.REPLICA_DSN, [(i, owner) for i in ids], sizes.load_s)
     table.add("raw: asyncpg point read on the replica, 16 conns", raw, "reads/s")
-    token = [create_access_token(owner, get_settings())]
+    token = [create_access_token(owner, HASH, get_settings())]
     one = await load(url, "GET", [f"/api/v1/items/{i}" for i in ids], token, concurrency=16, seconds=sizes.load_s)
     page = await load(url, "GET", ["/api/v1/items?limit=20"], token, concurrency=16, seconds=sizes.load_s)
     for name, result in (("GET /items/{id} c=16", one), ("GET /items?limit=20 c=16", page)):

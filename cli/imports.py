@@ -21,7 +21,6 @@ from shared.importer import SourceError, count, format_of, publish_import
 from shared.models import ImportJob, ImportState
 from shared.publishing import Publisher
 from shared.settings import get_settings
-from shared.topology import declare_topology
 
 imports_app = typer.Typer(help="Bulk imports through the bus.", no_args_is_help=True)
 console = Console()
@@ -64,7 +63,6 @@ async def _run(path: Path, owner_id: int, wait: bool, timeout_s: float) -> int:
     settings = get_settings()
     fmt = format_of(path)
     rows, _ = await asyncio.to_thread(count, path, fmt)
-    await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("published", total=rows, rate=0.0)

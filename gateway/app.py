@@ -24,7 +24,7 @@ from shared.db import create_engine
 from shared.logging import configure_logging
 from shared.publishing import Publisher
 from shared.settings import Settings, get_settings
-from shared.topology import COMMANDS_EXCHANGE_NAME, declare_topology
+from shared.topology import COMMANDS_EXCHANGE_NAME, TopologyMismatch, declare_topology
 
 log = logging.getLogger("gateway")
 STARTUP_WAIT_S = 10.0
@@ -35,10 +35,13 @@ async def _declare_topology_if_allowed(settings: Settings) -> None:
     delay = 0.5
     while True:
         try:
-            await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
+            await declare_topology(settings.rabbit_url, settings.command_partitions)
             return
         except ChannelAccessRefused:
             log.info("bus user may not declare the topology; relying on the worker's (least privilege)")
+            return
+        except TopologyMismatch as mismatch:  # only the worker's count matters: we publish to the exchange
+            log.error("%s; relying on the worker's topology", mismatch)
             return
         except Exception as error:
             log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)

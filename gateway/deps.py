@@ -13,7 +13,7 @@ from gateway.bus import CommandBus
 from gateway.consistency import Reads, parse_token
 from gateway.problems import Problem
 from gateway.recent_users import RecentUsers
-from gateway.security import Passwords, user_id_from_token
+from gateway.security import Passwords, password_stamp, subject_of
 from gateway.status import StatusProbe
 from shared.models import User
 from shared.settings import Settings
@@ -72,17 +72,20 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 async def get_current_user(
     services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
 ) -> User:
-    """The caller: a valid token of a user who exists and is active (a deleted user's token fails)."""
+    """The caller: a valid token of a user who exists, is active and has the password the token was
+    issued under (a deleted user's token fails, and so do older tokens after a password change)."""
     try:
-        user_id = user_id_from_token(access_token, services.settings)
+        subject = subject_of(access_token, services.settings)
     except jwt.InvalidTokenError:
         raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
-    if token is None and (recent := services.users.get(user_id)) is not None:
-        return recent
-    user = await services.reads.find(token, lambda session: repository.get_user(session, user_id))
-    if user is None or user.is_active is False:
-        raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
-    services.users.remember(user)
+    user = services.users.get(subject.user_id) if token is None else None
+    if user is None:
+        user = await services.reads.find(token, lambda session: repository.get_user(session, subject.user_id))
+        if user is None or user.is_active is False:
+            raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
+        services.users.remember(user)
+    if password_stamp(user.hashed_password, services.settings) != subject.password_stamp:
+        raise Problem(401, "invalid or expired access token (the password changed)", headers=UNAUTHORIZED)
     return user
 
 

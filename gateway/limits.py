@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import Problem, problem_response
-from gateway.security import user_id_from_token
+from gateway.security import subject_of
 from shared.settings import Settings
 
 LOGIN_PATH = "/api/v1/login/access-token"
@@ -175,7 +175,7 @@ class EdgeLimits:
         if scheme.lower() != "bearer" or not token:
             return None
         try:
-            return f"user:{user_id_from_token(token.strip(), self.settings)}"
+            return f"user:{subject_of(token.strip(), self.settings).user_id}"
         except jwt.InvalidTokenError:
             return None
 

@@ -1,6 +1,10 @@
 """Passwords (argon2id, hashed off the event loop, bounded) and access tokens (JWT, HS256 pinned)."""
 
+import base64
+import hashlib
+import hmac
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -51,10 +55,18 @@ def _verify(hashed: str, password: str) -> bool:
         return False
 
 
-def create_access_token(user_id: int, settings: Settings) -> str:
+def password_stamp(hashed_password: str, settings: Settings) -> str:
+    """A token's tie to the password it was issued under: a keyed digest of the stored argon2id hash
+    (never of the password). A new password makes a new hash, and every older token stops working."""
+    digest = hmac.new(settings.secret_key.encode(), hashed_password.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:12]).decode()
+
+
+def create_access_token(user_id: int, hashed_password: str, settings: Settings) -> str:
     now = datetime.now(UTC)
     claims = {
         "sub": str(user_id),
+        "pwd": password_stamp(hashed_password, settings),
         "iat": now,
         "exp": now + timedelta(minutes=settings.access_token_expire_minutes),
         "iss": settings.jwt_issuer,
@@ -63,26 +75,34 @@ def create_access_token(user_id: int, settings: Settings) -> str:
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
-_verified: dict[tuple[str, str], tuple[int, float]] = {}  # (token, secret) -> (user id, exp)
+@dataclass(frozen=True)
+class Subject:
+    """Who a valid token speaks for, and under which password it was issued."""
+
+    user_id: int
+    password_stamp: str
+
+
+_verified: dict[tuple[str, str], tuple[Subject, float]] = {}  # (token, secret) -> (subject, exp)
 VERIFIED_MAX = 10_000
 
 
-def user_id_from_token(token: str, settings: Settings) -> int:
-    """The user id of a valid token; raises jwt.InvalidTokenError for anything else.
+def subject_of(token: str, settings: Settings) -> Subject:
+    """The subject of a valid token; raises jwt.InvalidTokenError for anything else.
 
     A token verified before is not verified again until it expires (the signature cannot change).
     """
     known = _verified.get((token, settings.secret_key))
     if known is not None and time.time() <= known[1] + CLOCK_LEEWAY_S:
         return known[0]
-    user_id, expires = _verify_token(token, settings)
+    subject, expires = _verify_token(token, settings)
     if len(_verified) >= VERIFIED_MAX:
         _verified.clear()
-    _verified[(token, settings.secret_key)] = (user_id, expires)
-    return user_id
+    _verified[(token, settings.secret_key)] = (subject, expires)
+    return subject
 
 
-def _verify_token(token: str, settings: Settings) -> tuple[int, float]:
+def _verify_token(token: str, settings: Settings) -> tuple[Subject, float]:
     claims = jwt.decode(
         token,
         settings.secret_key,
@@ -90,9 +110,9 @@ def _verify_token(token: str, settings: Settings) -> tuple[int, float]:
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway=CLOCK_LEEWAY_S,
-        options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        options={"require": ["exp", "iat", "sub", "iss", "aud", "pwd"]},
     )
     subject = str(claims["sub"])
-    if not subject.isdigit():
+    if not subject.isdigit() or not 0 < int(subject) < 2**31:
         raise jwt.InvalidTokenError("sub is not a user id")
-    return int(subject), float(claims["exp"])
+    return Subject(int(subject), str(claims["pwd"])), float(claims["exp"])

@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.consistency import parse_token
-from shared.topology import DEAD_LETTER_QUEUE_NAME, partition_queue_name
+from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,15 @@ class StatusProbe:
         return {"bytes": behind, "seconds": round(seconds, 3), "paused": bool(row.paused)}
 
     async def queues(self) -> list[dict[str, Any]]:
-        """Depth and consumers of every partition queue and of the dead-letter queue."""
+        """Depth and consumers of every partition queue on the broker (also any beyond
+        COMMAND_PARTITIONS) and of the dead-letter queue."""
         if self._connection is None or self._connection.is_closed:
             self._connection = await aio_pika.connect_robust(self.rabbit_url, timeout=5)
+        existing = await existing_partitions(self._connection)
         channel = await self._connection.channel()
         try:
-            names = [partition_queue_name(p) for p in range(self.partitions)] + [DEAD_LETTER_QUEUE_NAME]
+            partitions = range(max(existing, self.partitions) if existing else 0)
+            names = [partition_queue_name(p) for p in partitions] + [DEAD_LETTER_QUEUE_NAME]
             found = []
             for name in names:
                 declared = (await channel.declare_queue(name, passive=True)).declaration_result
@@ -78,6 +81,8 @@ class StatusProbe:
         if lag is not None and lag["seconds"] > self.max_lag_s:
             problems.append(f"replica lags {lag['seconds']}s (limit {self.max_lag_s}s)")
         commands = [q for q in queues or [] if q["name"] != DEAD_LETTER_QUEUE_NAME]
+        if queues is not None and len(commands) != self.partitions:
+            problems.append(f"the broker has {len(commands)} partition queues, COMMAND_PARTITIONS is {self.partitions}")
         problems += [f"no worker consumes {q['name']}" for q in commands if q["consumers"] == 0]
         dead = [q["messages"] for q in queues or [] if q["name"] == DEAD_LETTER_QUEUE_NAME]
         return {

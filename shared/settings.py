@@ -39,7 +39,6 @@ class Settings(BaseSettings):
     rabbit_url: str = "amqp://guest:guest@localhost:5672/"
     gateway_bus_user: str = "guest"  # the RabbitMQ user whose messages may assert a user actor
     command_partitions: int = Field(default=4, ge=1, le=64)
-    command_delivery_limit: int = Field(default=50, ge=2)
 
     secret_key: str = "changethis"
     access_token_expire_minutes: int = 60

@@ -1,11 +1,14 @@
 """`python -m worker`: run the worker until SIGINT/SIGTERM, then finish in-flight work and stop."""
 
 import asyncio
+import logging
 import signal
+import sys
 
 import uvloop
 
 from shared.logging import configure_logging
+from shared.topology import TopologyMismatch
 from worker.app import Worker
 
 
@@ -19,7 +22,11 @@ async def serve(worker: Worker) -> None:
 
 def main(worker_class: type[Worker] = Worker) -> None:
     configure_logging("worker")
-    uvloop.run(serve(worker_class()))  # libuv: about a fifth less CPU per command than asyncio's loop
+    try:
+        uvloop.run(serve(worker_class()))  # libuv: about a fifth less CPU per command than asyncio's loop
+    except TopologyMismatch as mismatch:
+        logging.getLogger("worker").error("not starting: %s", mismatch)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

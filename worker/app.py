@@ -52,7 +52,7 @@ class Worker:
         """Consume until `stop` is set, then finish the batches in hand and close."""
         settings = self.settings
         start_metrics_server(settings.worker_metrics_port)
-        await declare_topology(settings.rabbit_url, settings.command_partitions, settings.command_delivery_limit)
+        await declare_topology(settings.rabbit_url, settings.command_partitions)
         await self.publisher.connect_when_possible()
         for partition in self.partitions:
             self.consumers[partition].start()

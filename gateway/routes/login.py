@@ -1,5 +1,6 @@
 """OAuth2 password login: a signed JWT for an active user."""
 
+import asyncio
 import logging
 import uuid
 from typing import Annotated
@@ -16,7 +17,7 @@ from gateway.schemas import AccessToken
 from gateway.security import create_access_token
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
-from shared.models import User
+from shared.models import CommandStatus, User
 
 router = APIRouter(tags=["login"])
 log = logging.getLogger(__name__)
@@ -34,18 +35,29 @@ async def login(
         raise Problem(401, "incorrect email or password", headers=UNAUTHORIZED)
     if user.is_active is False:
         raise Problem(403, "inactive user")
+    stamped = user.hashed_password
     if services.passwords.needs_rehash(user.hashed_password):
-        await _rehash(services, user, form.password)
-    return AccessToken(access_token=create_access_token(user.id, services.settings))
+        stamped = await _rehash(services, user, form.password)
+    return AccessToken(access_token=create_access_token(user.id, stamped, services.settings))
 
 
-async def _rehash(services: Services, user: User, password: str) -> None:
-    """The stored hash has older parameters: publish the new hash as the user (best effort)."""
-    command = UpdateUser(user_id=user.id, hashed_password=await services.passwords.hash(password))
+async def _rehash(services: Services, user: User, password: str) -> str:
+    """The stored hash has older parameters: publish a new one as the user, and return the hash
+    stored once the login is over (the token is tied to it). It replaces only the hash read here,
+    so a password changed meanwhile is never overwritten by this one."""
+    new_hash = await services.passwords.hash(password)
+    command = UpdateUser(user_id=user.id, hashed_password=new_hash, if_password_hash=user.hashed_password)
+    command_id = uuid.uuid4()
+    future = services.bus.expect(command_id)
     try:
         await services.bus.send(
             CommandName.USER_UPDATE, command,
-            command_id=uuid.uuid4(), actor=Actor.user(user.id), owner_key=str(user.id),
+            command_id=command_id, actor=Actor.user(user.id), owner_key=str(user.id), reply=True,
         )  # fmt: skip
-    except BusUnavailable:
-        log.warning("rehash of user %d not published; the next login tries again", user.id)
+        outcome = await asyncio.wait_for(future, services.settings.prefer_wait_max)
+    except (BusUnavailable, TimeoutError):
+        log.warning("rehash of user %d not confirmed; the next login tries again", user.id)
+        return user.hashed_password
+    finally:
+        services.bus.forget(command_id, future)
+    return new_hash if outcome.status == CommandStatus.APPLIED else user.hashed_password

@@ -34,6 +34,7 @@ class UpdateUser(CommandBody):
     full_name: FullName | None = None
     hashed_password: PasswordHash | None = None
     is_active: bool | None = None  # honoured only from a service granted may_deactivate
+    if_password_hash: PasswordHash | None = None  # apply only if the stored hash is still this one
 
 
 class DeleteUser(CommandBody):

@@ -3,7 +3,8 @@
 Policy: the worker accepts the current `x-schema-version` and the one before it; anything else is
 dead-lettered with the reason. Version 2 (current) added, to version 1:
 - `item.update`, `item.delete`: optional `if_match` (apply only if the item's ETag is still this one);
-- `user.update`: optional `is_active` (honoured only from a service granted deactivation).
+- `user.update`: optional `is_active` (honoured only from a service granted deactivation) and
+  `if_password_hash` (apply only while the stored hash is still that one).
 A version-1 body is validated against its own schema (so it may not carry those fields) and upcast
 (worker/catalogue.py lists each command's body per version). Other commands have one body for both.
 """

@@ -14,7 +14,7 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.provisioning import BusUser, gateway_user, reader_user, service_user, worker_user
-from shared.settings import ServiceGrant, get_settings
+from shared.settings import ServiceGrant
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_EXCHANGE_NAME, declare_topology, partition_queue_name
 from tests import settings as test_settings
 from tests.security.helpers import VHOST, BusLogin, command, connect_as, outcome_of, provision, publish_as
@@ -165,7 +165,7 @@ async def test_the_gateway_user_may_publish_commands_and_use_its_reply_queue_onl
 async def test_the_worker_user_declares_the_topology_but_cannot_publish_commands(stack: object) -> None:
     worker = provision(worker_user(f"{PREFIX}.worker"))
     url = f"amqp://{quote(worker.name, safe='')}:{quote(worker.password, safe='')}@127.0.0.1:5672/{VHOST}"
-    await declare_topology(url, int(test_settings.ENV["COMMAND_PARTITIONS"]), get_settings().command_delivery_limit)
+    await declare_topology(url, int(test_settings.ENV["COMMAND_PARTITIONS"]))
     _, message = command({"item_id": 1}, user_id=worker.name, owner="1")
     await _refused(worker, COMMANDS_EXCHANGE_NAME, "item.delete", message)
 

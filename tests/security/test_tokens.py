@@ -11,8 +11,9 @@ import httpx
 import jwt
 import pytest
 
+from gateway.security import password_stamp
 from shared.provisioning import service_user
-from shared.settings import ServiceGrant
+from shared.settings import ServiceGrant, get_settings
 from tests import settings as test_settings
 from tests.security.helpers import command, outcome_of, provision, publish_as, tap_everything
 from tests.support.api import PASSWORD, WAIT, sign_up
@@ -23,10 +24,11 @@ SECRET = test_settings.ENV["SECRET_KEY"]
 ISSUER, AUDIENCE = "opengovfood", "opengovfood-api"
 
 
-def _claims(user_id: int, **changes: Any) -> dict[str, Any]:
+def _claims(user_id: int, stamp: str, **changes: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
-        "sub": str(user_id), "iat": now, "exp": now + timedelta(minutes=5), "iss": ISSUER, "aud": AUDIENCE,
+        "sub": str(user_id), "pwd": stamp, "iat": now, "exp": now + timedelta(minutes=5), "iss": ISSUER,
+        "aud": AUDIENCE,
     }  # fmt: skip
     claims.update(changes)
     return {key: value for key, value in claims.items() if value is not None}
@@ -40,30 +42,41 @@ def _unsigned(claims: dict[str, Any], alg: str = "none") -> str:
     return f"{part({'alg': alg, 'typ': 'JWT'})}.{part(payload)}."
 
 
-def forged_tokens(user_id: int) -> dict[str, str]:
+def forged_tokens(user_id: int, stamp: str) -> dict[str, str]:
     past = datetime.now(UTC) - timedelta(hours=1)
+    claims = {"user_id": user_id, "stamp": stamp}
     return {
-        "alg none": _unsigned(_claims(user_id)),
-        "alg none, upper case": _unsigned(_claims(user_id), alg="NONE"),
-        "wrong secret": jwt.encode(_claims(user_id), "another-secret-of-the-same-length-0123456789abcdef", "HS256"),
-        "other algorithm, right secret": jwt.encode(_claims(user_id), SECRET, "HS384"),
-        "expired": jwt.encode(_claims(user_id, iat=past - timedelta(hours=1), exp=past), SECRET, "HS256"),
-        "wrong audience": jwt.encode(_claims(user_id, aud="another-api"), SECRET, "HS256"),
-        "wrong issuer": jwt.encode(_claims(user_id, iss="evil"), SECRET, "HS256"),
-        "no sub": jwt.encode(_claims(user_id, sub=None), SECRET, "HS256"),
-        "no exp": jwt.encode(_claims(user_id, exp=None), SECRET, "HS256"),
-        "no iat": jwt.encode(_claims(user_id, iat=None), SECRET, "HS256"),
-        "no aud": jwt.encode(_claims(user_id, aud=None), SECRET, "HS256"),
-        "no iss": jwt.encode(_claims(user_id, iss=None), SECRET, "HS256"),
-        "sub not a user id": jwt.encode(_claims(user_id, sub="admin"), SECRET, "HS256"),
-        "not a jwt": "not-a-token",
+        "alg none": _unsigned(_claims(**claims)),
+        "wrong secret": jwt.encode(_claims(**claims), "another-secret-of-the-same-length-0123456789abcdef", "HS256"),
+        "other algorithm, right secret": jwt.encode(_claims(**claims), SECRET, "HS384"),
+        "expired": jwt.encode(_claims(**claims, iat=past - timedelta(hours=1), exp=past), SECRET, "HS256"),
+        "wrong audience": jwt.encode(_claims(**claims, aud="another-api"), SECRET, "HS256"),
+        "wrong issuer": jwt.encode(_claims(**claims, iss="evil"), SECRET, "HS256"),
+        "no sub": jwt.encode(_claims(**claims, sub=None), SECRET, "HS256"),
+        "no exp": jwt.encode(_claims(**claims, exp=None), SECRET, "HS256"),
+        "no iat": jwt.encode(_claims(**claims, iat=None), SECRET, "HS256"),
+        "no aud": jwt.encode(_claims(**claims, aud=None), SECRET, "HS256"),
+        "no iss": jwt.encode(_claims(**claims, iss=None), SECRET, "HS256"),
+        "no password stamp": jwt.encode(_claims(**claims, pwd=None), SECRET, "HS256"),
+        "another password's stamp": jwt.encode(_claims(**claims, pwd="AAAAAAAAAAAAAAAA"), SECRET, "HS256"),
+        "sub out of range": jwt.encode(_claims(**claims, sub="99999999999999999999"), SECRET, "HS256"),
     }
 
 
-async def test_forged_tokens_are_401_and_writes_with_them_publish_nothing(http: httpx.AsyncClient) -> None:
+async def _stamp(primary: asyncpg.Connection, user_id: int) -> str:
+    hashed = await primary.fetchval('SELECT hashed_password FROM "user" WHERE id = $1', user_id)
+    return password_stamp(hashed, get_settings())
+
+
+async def test_forged_tokens_are_401_and_writes_with_them_publish_nothing(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
     victim = await sign_up(http)
+    stamp = await _stamp(primary, victim.id)
+    genuine = jwt.encode(_claims(victim.id, stamp), SECRET, "HS256")  # the forgeries differ from it in one way each
+    assert (await http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {genuine}"})).status_code == 200
     async with tap_everything() as tap:
-        for name, token in forged_tokens(victim.id).items():
+        for name, token in forged_tokens(victim.id, stamp).items():
             headers = {"Authorization": f"Bearer {token}"}
             read = await http.get("/api/v1/users/me", headers=headers)
             write = await http.post("/api/v1/items", json={"title": "forged"}, headers=headers)

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from gateway.consistency import parse_token
 from gateway.deps import _PREFER_WAIT
-from gateway.security import create_access_token, user_id_from_token
+from gateway.security import Subject, create_access_token, password_stamp, subject_of
 from shared.settings import Settings
+from tests.support.embedded import HASH
 
 
 def test_consistency_tokens_are_lsns() -> None:
@@ -37,11 +38,12 @@ def settings(**overrides: object) -> Settings:
 
 def test_tokens_round_trip_and_forgeries_fail() -> None:
     config = settings()
-    token = create_access_token(42, config)
-    assert user_id_from_token(token, config) == 42
+    token = create_access_token(42, HASH, config)
+    assert subject_of(token, config) == Subject(42, password_stamp(HASH, config))
     now = datetime.now(UTC)
     base = {
         "sub": "42",
+        "pwd": password_stamp(HASH, config),
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "iss": config.jwt_issuer,
@@ -54,10 +56,12 @@ def test_tokens_round_trip_and_forgeries_fail() -> None:
         jwt.encode(base | {"aud": "someone-else"}, config.secret_key, algorithm="HS256"),
         jwt.encode(base | {"iss": "someone-else"}, config.secret_key, algorithm="HS256"),
         jwt.encode({k: v for k, v in base.items() if k != "exp"}, config.secret_key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in base.items() if k != "pwd"}, config.secret_key, algorithm="HS256"),
+        jwt.encode(base | {"sub": "99999999999"}, config.secret_key, algorithm="HS256"),
     ]
     for token in forged:
         with pytest.raises(jwt.InvalidTokenError):
-            user_id_from_token(token, config)
+            subject_of(token, config)
 
 
 def test_a_placeholder_secret_is_refused_outside_development() -> None:

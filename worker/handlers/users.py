@@ -26,7 +26,9 @@ async def update_user(conn: AsyncConnection, envelope: Envelope[UpdateUser]) -> 
     user = await repository.get_user(conn, body.user_id)
     if user is None or not may_act_for(envelope, body.user_id):
         return rejected(OutcomeCode.NOT_FOUND, "no such user")
-    values = body.model_dump(exclude_unset=True, exclude={"user_id"})
+    if body.if_password_hash is not None and user.hashed_password != body.if_password_hash:
+        return rejected(OutcomeCode.PRECONDITION_FAILED, "the password changed since it was read")
+    values = body.model_dump(exclude_unset=True, exclude={"user_id", "if_password_hash"})
     if "is_active" in values and not may_deactivate(envelope):
         return rejected(OutcomeCode.FORBIDDEN, "this actor may not change is_active")
     if "email" in values and await repository.email_taken(conn, values["email"]):
