@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from shared.provisioning import service_user
+from cli.bus import service_user
 from shared.settings import ServiceGrant
 from tests import settings as test_settings
 from tests.security.helpers import command, outcome_of, provision, publish_as, tap_everything
