@@ -25,7 +25,8 @@ BEGIN
       END;
     END IF;
   END LOOP;
-  EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO opengovfood_owner', current_database());
+  -- CREATE: migrations add trusted extensions (pg_trgm) as the owner.
+  EXECUTE format('GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %I TO opengovfood_owner', current_database());
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO opengovfood_worker, opengovfood_gateway', current_database());
 END
 $$;
