@@ -23,8 +23,8 @@ from shared.settings import get_settings
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RETENTION_DAYS = 30
 IDEMPOTENCY_KEY_DAYS = 1.0  # the README's promise: an Idempotency-Key is honoured for at least 24 h
-# Created by scripts/db-roles.sql as a superuser (it is not a trusted extension): a restore by the
-# owner role could neither drop nor create it, and the restored database already has it.
+# Created by scripts/db-roles.sql as a superuser (not trusted extensions): a restore by the owner
+# role could neither drop nor create them, and the database restored into already has them.
 SUPERUSER_EXTENSIONS = ("pg_stat_statements",)
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 
@@ -108,8 +108,12 @@ def _run(argv: list[str], env: dict[str, str]) -> str:
 
 
 def restore_list(toc: str) -> str:
-    """pg_restore's table of contents without the extensions only a superuser manages."""
-    skipped = tuple(f" EXTENSION - {name} " for name in SUPERUSER_EXTENSIONS)
+    """pg_restore's table of contents without what the database, not the backup, decides.
+
+    Default privileges name other roles (only they or a superuser may set them) and the extensions
+    only a superuser manages: scripts/db-roles.sql sets both up in each database.
+    """
+    skipped = (" DEFAULT ACL ", *(f" EXTENSION - {name} " for name in SUPERUSER_EXTENSIONS))
     skipped += tuple(f" COMMENT - EXTENSION {name} " for name in SUPERUSER_EXTENSIONS)
     return "".join(line for line in toc.splitlines(keepends=True) if not any(s in line for s in skipped))
 

@@ -1,0 +1,137 @@
+"""The image's install: requirements.lock and the project's wheel, no dev extra; every CLI command works there."""
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests import settings as test_settings
+from tests.ops.cli import ROOT
+from tests.support.api import create_item, sign_up
+from tests.support.processes import Gateway, Worker
+
+SCRATCH = f"{test_settings.DATABASE}_runtime"
+OWNER_URL = f"postgresql+asyncpg://opengovfood_owner@127.0.0.1:{test_settings.PRIMARY_PORT}/{SCRATCH}"
+# Walks the command tree inside the runtime install and asks each command for its --help.
+EVERY_HELP = """
+import typer.main, typer.testing
+from cli.main import app
+def walk(command, path):
+    yield path
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from walk(sub, [*path, name])
+runner = typer.testing.CliRunner()
+for path in walk(typer.main.get_command(app), []):
+    result = runner.invoke(app, [*path, "--help"])
+    print(result.exit_code, " ".join(path) or "-", result.output.strip().splitlines()[0], sep="\\t")
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the image's builder stage does, in a fresh virtualenv; returns its /app (alembic.ini, migrations)."""
+    root = tmp_path_factory.mktemp("runtime")
+    venv, uv = root / "venv", str(Path(sys.executable).with_name("uv"))  # uv: pip's work, from a cache, in seconds
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
+    subprocess.run([*install, "--require-hashes", "-r", str(ROOT / "requirements.lock")], check=True)
+    subprocess.run([*install, "--no-deps", str(ROOT)], check=True)  # a wheel built from the source, not editable
+    app = root / "app"
+    shutil.copytree(ROOT / "migrations", app / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "alembic.ini", app / "alembic.ini")
+    return app
+
+
+def installed(app: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a program of the runtime install from its /app, as the image does."""
+    venv_bin = app.parent / "venv" / "bin"
+    environment = {**os.environ, **test_settings.ENV, **(env or {}), "PATH": f"{venv_bin}{os.pathsep}/usr/bin:/bin"}
+    return subprocess.run(
+        [str(venv_bin / argv[0]), *argv[1:]], cwd=app, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_no_dev_dependency_is_installed(runtime: Path) -> None:
+    probe = installed(runtime, "python", "-c", "import importlib.util as u; print(u.find_spec('httpx'))")
+    assert probe.stdout.strip() == "None", "httpx is a dev dependency: the runtime must not need it"
+
+
+def test_every_command_answers_help_and_version(runtime: Path) -> None:
+    result = installed(runtime, "python", "-c", EVERY_HELP)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    failed = [line for line in lines if not line.startswith("0\t")]
+    assert not failed, "\n".join(failed)
+    names = {line.split("\t")[1] for line in lines}
+    expected = {"db", "db backup", "db restore", "db stats", "db prune", "bus provision", "deadletters replay"}
+    assert expected | {"health", "import items", "-"} <= names
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert installed(runtime, "opengovfood", "--version").stdout.strip() == f"opengovfood {version}"
+
+
+@pytest.mark.postgres
+async def test_health_current_and_a_backup_restore_round_trip(
+    runtime: Path, stack: tuple[Worker, Gateway], tmp_path: Path
+) -> None:
+    gateway = stack[1]
+    health = await asyncio.to_thread(installed, runtime, "opengovfood", "health", "--url", gateway.url)
+    assert health.returncode == 0, health.stdout + health.stderr
+    current = await asyncio.to_thread(installed, runtime, "opengovfood", "db", "current")
+    assert re.search(r"^\w+ \(head\)$", current.stdout.strip()), current.stdout + current.stderr
+
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        client = await sign_up(http)
+        item = await create_item(http, client, title="survives a restore")
+        assert item.status_code == 201, item.text
+    dump = tmp_path / "stack.dump"
+    backup = await asyncio.to_thread(installed, runtime, "opengovfood", "db", "backup", str(dump))
+    assert backup.returncode == 0, backup.stderr
+
+    await recreate_scratch()  # restored by the least-privilege owner role, as an operator would
+    restore = await asyncio.to_thread(
+        installed, runtime, "opengovfood", "db", "restore", "--yes", str(dump), env={"DATABASE_URL": OWNER_URL}
+    )
+    assert restore.returncode == 0, restore.stderr
+    scratch = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{test_settings.PRIMARY_PORT}/{SCRATCH}")
+    try:
+        title = await scratch.fetchval("SELECT title FROM item WHERE id = $1", item.json()["id"])
+        email = await scratch.fetchval('SELECT email FROM "user" WHERE id = $1', client.id)
+    finally:
+        await scratch.close()
+    assert (title, email) == ("survives a restore", client.email)
+
+
+async def recreate_scratch() -> None:
+    """An empty database with the roles' grants (scripts/db-roles.sql), as a new database gets them."""
+    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {SCRATCH}")
+    finally:
+        await admin.close()
+    roles = ["psql", "-h", "127.0.0.1", "-p", str(test_settings.PRIMARY_PORT), "-U", "postgres", "-d", SCRATCH]
+    await asyncio.to_thread(
+        subprocess.run,
+        [*roles, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "scripts/db-roles.sql")],
+        check=True,
+    )
+
+
+def test_the_dockerfile_installs_the_lock_before_the_source() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    lock = lines.index("RUN pip install --require-hashes -r requirements.lock")
+    first_source = min(i for i, line in enumerate(lines) if re.match(r"COPY (shared|gateway|worker|cli)/", line))
+    assert lock < first_source
+    assert any(line.startswith("HEALTHCHECK ") and "opengovfood" in line for line in lines)
+    assert "postgresql-client-15" in "\n".join(lines)
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users
+    assert users[-1] != "USER root"
