@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests import settings as test_settings
 from tests.ops.cli import ROOT
@@ -135,3 +137,18 @@ def test_the_dockerfile_installs_the_lock_before_the_source() -> None:
     users = [line for line in lines if line.startswith("USER ")]
     assert users
     assert users[-1] != "USER root"
+
+
+@pytest.mark.parametrize(("lock", "extras"), [("requirements.lock", ()), ("requirements-dev.lock", ("dev",))])
+def test_the_lock_pins_what_pyproject_asks_for(lock: str, extras: tuple[str, ...]) -> None:
+    """A dependency added to pyproject.toml without `make lock` fails here, not in the image build."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    wanted += [Requirement(r) for extra in extras for r in project["optional-dependencies"][extra]]
+    pins = re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)", (ROOT / lock).read_text(), re.MULTILINE)
+    pinned = {canonicalize_name(name.split("[")[0]): version for name, version in pins}
+    for requirement in wanted:
+        if requirement.marker is None or requirement.marker.evaluate():
+            name = canonicalize_name(requirement.name)
+            assert name in pinned, f"{requirement} is not in {lock}: run make lock"
+            assert requirement.specifier.contains(pinned[name]), f"{lock} pins {name}=={pinned[name]}: run make lock"
