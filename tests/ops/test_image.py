@@ -45,7 +45,11 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
     subprocess.run([*install, "--require-hashes", "-r", str(ROOT / "requirements.lock")], check=True)
-    subprocess.run([*install, "--no-deps", str(ROOT)], check=True)  # a wheel built from the source, not editable
+    source = root / "src"  # what the Dockerfile copies, so no build leftovers of the checkout get in
+    for part in ("shared", "gateway", "worker", "cli"):
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", source / "pyproject.toml")
+    subprocess.run([*install, "--no-deps", str(source)], check=True)  # a wheel built from it, not editable
     app = root / "app"
     shutil.copytree(ROOT / "migrations", app / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "alembic.ini", app / "alembic.ini")
