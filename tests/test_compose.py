@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import httpx
 import pytest
 import yaml
@@ -25,6 +24,7 @@ from shared.topology import partition_queue_name
 from tests import settings as test_settings
 from tests.support.compose import COMPOSE_FILE, ROOT, Local, command, required_variables, services
 from tests.support.processes import LOGS, MANAGEMENT_URL, free_port, wait_until
+from tests.support.scratch import grant_roles, recreate_database
 
 SERVICES = {"rabbitmq", "postgres", "postgres-replica", "bus-provision", "migrate", "gateway", "worker"}
 ONE_SHOTS = {"bus-provision", "migrate"}
@@ -117,27 +117,16 @@ def test_compose_env_writes_every_secret_once(tmp_path: Path) -> None:
     assert env_file.read_text() == first
 
 
-async def _recreate_database(drop_only: bool = False) -> None:
-    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {LOCAL.database} WITH (FORCE)")
-        if not drop_only:
-            await admin.execute(f"CREATE DATABASE {LOCAL.database}")
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 def local_services() -> Iterator[Local]:
     """What compose's primary gets at initdb (deploy/postgres/init-roles.sh) in a database of this test."""
-    asyncio.run(_recreate_database())
-    roles = ["psql", "-h", "127.0.0.1", "-p", str(test_settings.PRIMARY_PORT), "-U", "postgres", "-d", LOCAL.database]
-    subprocess.run([*roles, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "scripts/db-roles.sql")], check=True)
+    asyncio.run(recreate_database(LOCAL.database))
+    grant_roles(LOCAL.database)
     yield LOCAL
     for user in ("opengovfood-gateway", "opengovfood-worker"):
         httpx.delete(f"{MANAGEMENT_URL}/api/users/{quote(LOCAL.user(user), safe='')}", auth=ADMIN, timeout=10)
     httpx.delete(f"{MANAGEMENT_URL}/api/vhosts/{quote(LOCAL.vhost, safe='')}", auth=ADMIN, timeout=10)
-    asyncio.run(_recreate_database(drop_only=True))
+    asyncio.run(recreate_database(LOCAL.database, create=False))
 
 
 def _environment(service: dict[str, Any], **own: str) -> dict[str, str]:

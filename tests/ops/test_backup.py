@@ -11,6 +11,7 @@ import pytest
 
 from tests import settings as test_settings
 from tests.ops.cli import opengovfood
+from tests.support.scratch import recreate_database as recreate
 
 ITEMS = 100_000
 USERS = 100
@@ -28,12 +29,15 @@ SELECT (SELECT count(*) FROM "user") AS users, (SELECT count(*) FROM item) AS it
 
 
 async def recreate_database() -> None:
-    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {BACKUP_DATABASE} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {BACKUP_DATABASE}")
-    finally:
-        await admin.close()
+    await recreate(BACKUP_DATABASE)
+
+
+def fresh_database() -> dict[str, str]:
+    """An empty database at Alembic head, and the environment that points the CLI at it."""
+    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
+    asyncio.run(recreate_database())
+    opengovfood("db", "upgrade", env=env)
+    return env
 
 
 async def fill_and_fingerprint(fill: bool) -> dict[str, object]:
@@ -62,9 +66,7 @@ async def fill_and_fingerprint(fill: bool) -> dict[str, object]:
 
 @pytest.mark.postgres
 def test_postgres_backup_round_trip(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
-    asyncio.run(recreate_database())
-    opengovfood("db", "upgrade", env=env)
+    env = fresh_database()
     assert "(head)" in opengovfood("db", "current", env=env).stdout
     before = asyncio.run(fill_and_fingerprint(fill=True))
     assert before["items"] == ITEMS
@@ -155,9 +157,7 @@ async def prune_counts(setup: bool) -> tuple[int, int, str, str]:
 @pytest.fixture
 def prunable() -> dict[str, str]:
     """A database with old and recent outcomes, events and imports; the environment that points at it."""
-    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
-    asyncio.run(recreate_database())
-    opengovfood("db", "upgrade", env=env)
+    env = fresh_database()
     assert asyncio.run(prune_counts(setup=True)) == (2, 3, "abc", "aabc")
     return env
 
@@ -202,14 +202,11 @@ async def user_count() -> int:
 
 @pytest.mark.postgres
 def test_restore_replaces_the_database_only_when_the_operator_agrees(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
-    asyncio.run(recreate_database())
-    opengovfood("db", "upgrade", env=env)
+    env = fresh_database()
     asyncio.run(fill_and_fingerprint(fill=True))
     dump = tmp_path / "before.dump"
     opengovfood("db", "backup", str(dump), env=env)
-    asyncio.run(recreate_database())  # what the restore would undo
-    opengovfood("db", "upgrade", env=env)
+    fresh_database()  # what the restore would undo
 
     for answer in ("n\n", ""):  # declined, and no terminal to answer at all
         declined = opengovfood("db", "restore", str(dump), env=env, check=False, answer=answer)

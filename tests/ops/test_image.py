@@ -19,6 +19,7 @@ from tests import settings as test_settings
 from tests.ops.cli import ROOT
 from tests.support.api import create_item, sign_up
 from tests.support.processes import Gateway, Worker
+from tests.support.scratch import grant_roles, recreate_database
 
 SCRATCH = f"{test_settings.DATABASE}_runtime"
 OWNER_URL = f"postgresql+asyncpg://opengovfood_owner@127.0.0.1:{test_settings.PRIMARY_PORT}/{SCRATCH}"
@@ -101,7 +102,8 @@ async def test_health_current_and_a_backup_restore_round_trip(
     backup = await asyncio.to_thread(installed, runtime, "opengovfood", "db", "backup", str(dump))
     assert backup.returncode == 0, backup.stderr
 
-    await recreate_scratch()  # restored by the least-privilege owner role, as an operator would
+    await recreate_database(SCRATCH)  # restored by the least-privilege owner role, as an operator would
+    await asyncio.to_thread(grant_roles, SCRATCH)
     restore = await asyncio.to_thread(
         installed, runtime, "opengovfood", "db", "restore", "--yes", str(dump), env={"DATABASE_URL": OWNER_URL}
     )
@@ -113,22 +115,6 @@ async def test_health_current_and_a_backup_restore_round_trip(
     finally:
         await scratch.close()
     assert (title, email) == ("survives a restore", client.email)
-
-
-async def recreate_scratch() -> None:
-    """An empty database with the roles' grants (scripts/db-roles.sql), as a new database gets them."""
-    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {SCRATCH}")
-    finally:
-        await admin.close()
-    roles = ["psql", "-h", "127.0.0.1", "-p", str(test_settings.PRIMARY_PORT), "-U", "postgres", "-d", SCRATCH]
-    await asyncio.to_thread(
-        subprocess.run,
-        [*roles, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(ROOT / "scripts/db-roles.sql")],
-        check=True,
-    )
 
 
 def test_the_dockerfile_installs_the_lock_before_the_source() -> None:
