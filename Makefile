@@ -3,20 +3,29 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
 
-.PHONY: help install services run test test-fast lint typecheck clean docs bench
+.PHONY: help install lock services run test test-fast lint typecheck clean docs bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	scripts/apt-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create the virtualenv and install the project with its dev tools
+install: $(STAMP)  ## Create the virtualenv and install the project with its dev tools, as pinned in requirements-dev.lock
+
+lock: install  ## Pin pyproject.toml's dependencies (with hashes) in requirements.lock and requirements-dev.lock
+	$(COMPILE) -o $(LOCK)
+	$(COMPILE) --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
 services:  ## Start PostgreSQL, its streaming replica (port 5433) and RabbitMQ if they are down
 	scripts/services.sh

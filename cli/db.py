@@ -4,6 +4,7 @@ import asyncio
 import os
 import sqlite3
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,11 @@ from shared.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RETENTION_DAYS = 30
+IDEMPOTENCY_KEY_DAYS = 1.0  # the README's promise: an Idempotency-Key is honoured for at least 24 h
+# Created by scripts/db-roles.sql as a superuser (not trusted extensions): a restore by the owner
+# role could neither drop nor create them, and the database restored into already has them.
+SUPERUSER_EXTENSIONS = ("pg_stat_statements",)
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 
 db_app = typer.Typer(help="The database: migrations, backup/restore, stats, prune.", no_args_is_help=True)
 
@@ -93,11 +99,23 @@ def _sqlite_copy(source: str, target: str) -> None:
     dst.close()
 
 
-def _run(argv: list[str], env: dict[str, str]) -> None:
+def _run(argv: list[str], env: dict[str, str]) -> str:
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         typer.echo(result.stderr.strip(), err=True)
         raise typer.Exit(result.returncode)
+    return result.stdout
+
+
+def restore_list(toc: str) -> str:
+    """pg_restore's table of contents without what the database, not the backup, decides.
+
+    Default privileges name other roles (only they or a superuser may set them) and the extensions
+    only a superuser manages: scripts/db-roles.sql sets both up in each database.
+    """
+    skipped = (" DEFAULT ACL ", *(f" EXTENSION - {name} " for name in SUPERUSER_EXTENSIONS))
+    skipped += tuple(f" COMMENT - EXTENSION {name} " for name in SUPERUSER_EXTENSIONS)
+    return "".join(line for line in toc.splitlines(keepends=True) if not any(s in line for s in skipped))
 
 
 @db_app.command()
@@ -115,15 +133,23 @@ def backup(file: Annotated[Path, typer.Argument(help="where to write the backup"
 @db_app.command()
 def restore(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a backup from `db backup`")],
+    yes: YesOption = False,
 ) -> None:
     """Replace the database's contents with a backup (stop the worker first)."""
-    url, started = database_url(), time.monotonic()
+    url = database_url()
+    if not yes:
+        where = make_url(url).render_as_string(hide_password=True)
+        typer.confirm(f"Replace everything in {where} with {file}?", abort=True)
+    started = time.monotonic()
     if is_sqlite(url):
         _sqlite_copy(str(file), sqlite_path(url))
     else:
         dsn, env = libpq(url)
-        argv = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", f"--dbname={dsn}"]
-        _run([*argv, str(file)], env)
+        with tempfile.TemporaryDirectory() as scratch:
+            toc = Path(scratch) / "restore.list"
+            toc.write_text(restore_list(_run(["pg_restore", "--list", str(file)], env)))
+            argv = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", f"--use-list={toc}"]
+            _run([*argv, f"--dbname={dsn}", str(file)], env)
     typer.echo(f"restored {file} in {time.monotonic() - started:.2f}s")
 
 
@@ -143,14 +169,16 @@ TABLE_SIZES = text(
     "SELECT relname AS name, n_live_tup AS rows, pg_total_relation_size(relid) AS bytes "
     "FROM pg_stat_user_tables ORDER BY bytes DESC"
 )
+# This database's statements only; other roles' statements need pg_read_all_stats (db-roles.sql).
 TOP_QUERIES = text(
     "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 2) AS mean_ms, "
-    "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query "
-    "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT :limit"
+    "left(regexp_replace(query, '\\s+', ' ', 'g'), :width) AS query FROM pg_stat_statements "
+    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "ORDER BY total_exec_time DESC LIMIT :limit"
 )
 
 
-async def _postgres_stats(conn: AsyncConnection, limit: int) -> list[str]:
+async def _postgres_stats(conn: AsyncConnection, limit: int, width: int) -> list[str]:
     lines = [f"{'table':<20} {'rows':>12} {'bytes':>14}"]
     lines += [f"{r.name:<20} {r.rows:>12} {r.bytes:>14}" for r in await conn.execute(TABLE_SIZES)]
     installed = await conn.scalar(text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"))
@@ -158,7 +186,7 @@ async def _postgres_stats(conn: AsyncConnection, limit: int) -> list[str]:
         return [*lines, "", "pg_stat_statements is not installed: no top queries (CREATE EXTENSION pg_stat_statements)"]
     try:
         async with conn.begin_nested():
-            rows = list(await conn.execute(TOP_QUERIES, {"limit": limit}))
+            rows = list(await conn.execute(TOP_QUERIES, {"limit": limit, "width": width}))
     except Exception as error:  # installed but not preloaded (shared_preload_libraries)
         return [*lines, "", f"pg_stat_statements is not usable: {str(error).splitlines()[0]}"]
     lines += ["", f"{'calls':>8} {'total ms':>12} {'mean ms':>10}  query"]
@@ -175,51 +203,63 @@ async def _sqlite_stats(conn: AsyncConnection) -> list[str]:
 
 
 @db_app.command()
-def stats(limit: Annotated[int, typer.Option(help="top queries shown")] = 10) -> None:
-    """Table sizes, and the top queries from pg_stat_statements when the extension is there."""
+def stats(
+    limit: Annotated[int, typer.Option(help="top queries shown")] = 10,
+    width: Annotated[int, typer.Option(help="characters of each query shown")] = 100,
+) -> None:
+    """Table sizes, and this database's top statements from pg_stat_statements."""
     url = database_url()
 
     async def work(conn: AsyncConnection) -> list[str]:
-        return await (_sqlite_stats(conn) if is_sqlite(url) else _postgres_stats(conn, limit))
+        return await (_sqlite_stats(conn) if is_sqlite(url) else _postgres_stats(conn, limit, width))
 
     typer.echo("\n".join(_run_async(work)))
 
 
 IMPORT_DONE = "state = 'completed' AND updated_at < :cutoff"
+# What retention removes, as `FROM …` clauses: counted by --dry-run, deleted otherwise.
 PRUNES = {
-    "command": text("DELETE FROM command WHERE applied_at < :cutoff"),
-    "outbox": text("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < :cutoff"),
+    "command": "command WHERE applied_at < :cutoff",
+    "outbox": "outbox WHERE published_at IS NOT NULL AND published_at < :cutoff",
     # A finished import's chunk claims go with it (first: they are found through the job).
-    "import_chunk": text(
-        f"DELETE FROM import_chunk WHERE import_id IN (SELECT id FROM import_job WHERE {IMPORT_DONE})"
-    ),
-    "import_job": text(f"DELETE FROM import_job WHERE {IMPORT_DONE}"),
+    "import_chunk": f"import_chunk WHERE import_id IN (SELECT id FROM import_job WHERE {IMPORT_DONE})",
+    "import_job": f"import_job WHERE {IMPORT_DONE}",
 }
 
 
-async def prune_older_than(conn: AsyncConnection, days: float) -> dict[str, int]:
-    """Delete command outcomes, published outbox rows and finished imports (with their chunks) older than `days`."""
+async def prune_older_than(conn: AsyncConnection, days: float, dry_run: bool = False) -> dict[str, int]:
+    """Delete (or only count) outcomes, published outbox rows and finished imports older than `days`."""
     cutoff = datetime.now(UTC) - timedelta(days=days)
-    deleted: dict[str, int] = {}
-    for table, statement in PRUNES.items():
+    counts: dict[str, int] = {}
+    for table, rows in PRUNES.items():
+        statement = text(f"SELECT count(*) FROM {rows}" if dry_run else f"DELETE FROM {rows}")
         try:
             async with conn.begin_nested():
                 result: Any = await conn.execute(statement, {"cutoff": cutoff})
         except Exception:  # a table this database does not have (yet)
-            deleted[table] = 0
+            counts[table] = 0
             continue
-        deleted[table] = int(result.rowcount or 0)
-    return deleted
+        counts[table] = int(result.scalar_one() if dry_run else result.rowcount or 0)
+    return counts
 
 
 @db_app.command()
 def prune(
     older_than: Annotated[float, typer.Option("--older-than", help="days to keep")] = DEFAULT_RETENTION_DAYS,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only count what would be deleted")] = False,
+    force: Annotated[bool, typer.Option(help="allow a window shorter than the Idempotency-Key promise")] = False,
 ) -> None:
     """Retention: delete command outcomes, published outbox events and completed imports older than N days."""
+    if older_than < IDEMPOTENCY_KEY_DAYS and not force:
+        raise typer.BadParameter(
+            f"{older_than:g} days is shorter than the {IDEMPOTENCY_KEY_DAYS * 24:g} h an Idempotency-Key is honoured: "
+            "a retried request could apply twice. Pass --force to prune anyway.",
+            param_hint="--older-than",
+        )
 
     async def work(conn: AsyncConnection) -> dict[str, int]:
-        return await prune_older_than(conn, older_than)
+        return await prune_older_than(conn, older_than, dry_run)
 
+    verb = "would be deleted" if dry_run else "deleted"
     for table, count in _run_async(work).items():
-        typer.echo(f"{table}: {count} rows deleted")
+        typer.echo(f"{table}: {count} rows {verb}")

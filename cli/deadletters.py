@@ -117,10 +117,13 @@ def list_command(as_json: Annotated[bool, typer.Option("--json", help="one JSON 
 def replay_command(
     ids: Annotated[list[str] | None, typer.Argument(help="command ids (message_id) to replay")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="with --all: do not ask for confirmation")] = False,
 ) -> None:
     """Republish dead letters to the commands exchange with their routing key and id, then remove them."""
     if not ids and not replay_all:
         raise typer.BadParameter("name the command ids to replay, or pass --all")
+    if replay_all and not yes:
+        typer.confirm(f"Replay every message in {DEAD_LETTER_QUEUE_NAME}?", abort=True)
     done = asyncio.run(replay(get_settings().rabbit_url, None if replay_all else set(ids or [])))
     for command_id in done:
         typer.echo(f"replayed {command_id}")

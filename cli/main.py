@@ -1,24 +1,50 @@
-"""The `opengovfood` entry point: db, health, deadletters (and import, when installed)."""
+"""The `opengovfood` entry point: db, bus, health, deadletters, import."""
 
 import json
+import urllib.error
+import urllib.request
+from importlib.metadata import version
 from typing import Annotated
+from urllib.parse import urlparse
 
-import httpx
 import typer
 
+from cli.bus import bus_app
 from cli.db import db_app
 from cli.deadletters import deadletters_app
+from cli.imports import imports_app
 
-app = typer.Typer(help="Operate OpenGov-Food: database, health, dead letters, imports.", no_args_is_help=True)
+app = typer.Typer(help="Operate OpenGov-Food: database, bus, health, dead letters, imports.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(bus_app, name="bus")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(imports_app, name="import")
 
-try:  # the import commands live in their own module (another issue); the CLI works without them
-    from cli.imports import imports_app
-except ImportError:  # pragma: no cover
-    pass
-else:
-    app.add_typer(imports_app, name="import")
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"opengovfood {version('opengovfood')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Operate OpenGov-Food: database, bus, health, dead letters, imports."""
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes]:
+    """Status and body of a GET; an HTTP error status is an answer too."""
+    if urlparse(url).scheme not in ("http", "https"):
+        raise typer.BadParameter(f"not an http(s) URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) only, checked above)
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 @app.command()
@@ -28,15 +54,15 @@ def health(
 ) -> None:
     """The gateway's readiness (/health/ready): exit 0 when ready, 1 otherwise."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health/ready", timeout=timeout)
-    except httpx.HTTPError as error:
+        status, body = _get(f"{url.rstrip('/')}/health/ready", timeout)
+    except (urllib.error.URLError, OSError) as error:
         typer.echo(f"unreachable: {error}", err=True)
         raise typer.Exit(1) from None
     try:
-        typer.echo(json.dumps(response.json(), indent=2))
+        typer.echo(json.dumps(json.loads(body), indent=2))
     except ValueError:
-        typer.echo(response.text)
-    raise typer.Exit(0 if response.status_code == 200 else 1)
+        typer.echo(body.decode(errors="replace"))
+    raise typer.Exit(0 if status == 200 else 1)
 
 
 def main() -> None:

@@ -148,7 +148,7 @@ def accepted(command_id: uuid.UUID, *, waited: bool = False) -> Response:
 
 
 async def answer(services: Services, outcome: Outcome, resource: Resource) -> Response:
-    """The table of DESIGN.md §1: the outcome as an HTTP status, with the consistency token."""
+    """The outcome as an HTTP status (the README's table of writes), with the consistency token."""
     headers = {"Preference-Applied": "wait"}
     if outcome.token:
         headers[TOKEN_HEADER] = outcome.token

@@ -49,6 +49,8 @@ def run_migrations_offline() -> None:
     """Emit the DDL as SQL (`alembic upgrade head --sql`)."""
     configure(url=database_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
+        if is_sqlite(database_url()):
+            context.execute("PRAGMA foreign_keys=OFF")  # as online: a table rebuild must not cascade
         context.run_migrations()
 
 
@@ -61,10 +63,18 @@ def do_run_migrations(connection: Connection) -> None:
 async def run_migrations_online() -> None:
     engine = create_async_engine(database_url())
     async with engine.connect() as connection:
-        if is_sqlite(database_url()):
-            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        sqlite = is_sqlite(database_url())
+        if sqlite:
+            # SQLite's way to rebuild a table (batch mode): with foreign keys on, dropping the old
+            # `user` table would cascade-delete every item. Off while migrating, checked after.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         await connection.run_sync(do_run_migrations)
         await connection.commit()  # the PRAGMA above began a transaction on SQLite
+        if sqlite:
+            broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"migrations left rows whose foreign key has no parent: {broken[:5]}")
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
     await engine.dispose()
 
 

@@ -25,7 +25,8 @@ BEGIN
       END;
     END IF;
   END LOOP;
-  EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO opengovfood_owner', current_database());
+  -- CREATE: migrations add trusted extensions (pg_trgm) as the owner.
+  EXECUTE format('GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %I TO opengovfood_owner', current_database());
   EXECUTE format('GRANT CONNECT ON DATABASE %I TO opengovfood_worker, opengovfood_gateway', current_database());
 END
 $$;
@@ -62,3 +63,21 @@ ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
   GRANT USAGE, SELECT ON SEQUENCES TO opengovfood_worker;
 ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public
   GRANT SELECT ON TABLES TO opengovfood_gateway;
+
+-- Statement statistics (`opengovfood db stats`). Not a trusted extension, so a superuser creates it
+-- here rather than a migration run by the owner; the library must be preloaded
+-- (shared_preload_libraries, see scripts/services.sh). The owner, the operators' role, may read every
+-- role's statements: it inherits pg_read_all_stats, its only membership.
+DO $$
+BEGIN
+  IF NOT pg_has_role('opengovfood_owner', 'pg_read_all_stats', 'MEMBER') THEN
+    GRANT pg_read_all_stats TO opengovfood_owner;
+  END IF;
+  IF NOT (SELECT rolinherit FROM pg_roles WHERE rolname = 'opengovfood_owner') THEN
+    ALTER ROLE opengovfood_owner INHERIT;
+  END IF;
+  CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+  NULL;  -- done at the same moment by a parallel run
+END
+$$;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or verify) a local streaming replica of the PostgreSQL primary (DESIGN.md §9).
+# Create (or verify) a local streaming replica of the PostgreSQL primary.
 #
 #   scripts/replica.sh          ensure the replica exists, streams and has caught up
 #   scripts/replica.sh status   print its state; exit 0 if healthy, 1 otherwise
@@ -7,7 +7,9 @@
 # Environment: PG_VERSION (newest in /etc/postgresql, else 15), PRIMARY_CLUSTER (main),
 # PRIMARY_PORT (5432), REPLICA_CLUSTER (replica), REPLICA_PORT (5433),
 # WAIT_TIMEOUT (60 s, overall catch-up deadline), START_TIMEOUT (20 s, grace for a
-# restarted replica to stream before it is rebuilt).
+# restarted replica to stream before it is rebuilt), REPLICA_SLOT (opengovfood_replica: the
+# physical replication slot that keeps the WAL a stopped replica needs to catch up),
+# MAX_SLOT_WAL_KEEP (4GB: past this the primary drops the WAL anyway and the replica is rebuilt).
 set -euo pipefail
 
 detect_version() {
@@ -24,6 +26,8 @@ REPLICA_CLUSTER=${REPLICA_CLUSTER:-replica}
 REPLICA_PORT=${REPLICA_PORT:-5433}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-60}
 START_TIMEOUT=${START_TIMEOUT:-20}
+REPLICA_SLOT=${REPLICA_SLOT:-opengovfood_replica}
+MAX_SLOT_WAL_KEEP=${MAX_SLOT_WAL_KEEP:-4GB}
 HOST=127.0.0.1
 PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
 PRIMARY_HBA=/etc/postgresql/$PG_VERSION/$PRIMARY_CLUSTER/pg_hba.conf
@@ -101,6 +105,24 @@ ensure_primary_hba() {
   [[ $(q "$PRIMARY_PORT" "select pg_reload_conf()") == t ]] || die "pg_reload_conf() failed on the primary"
 }
 
+# The slot bounds what a stopped replica may hold back, so a forgotten one cannot fill the disk.
+ensure_primary_slot() {
+  if [[ $(q "$PRIMARY_PORT" "show max_slot_wal_keep_size") != "$MAX_SLOT_WAL_KEEP" ]]; then
+    log "setting max_slot_wal_keep_size = $MAX_SLOT_WAL_KEEP on the primary"
+    q "$PRIMARY_PORT" "alter system set max_slot_wal_keep_size = '$MAX_SLOT_WAL_KEEP'" >/dev/null
+    q "$PRIMARY_PORT" "select pg_reload_conf()" >/dev/null
+  fi
+  q "$PRIMARY_PORT" "select pg_create_physical_replication_slot('$REPLICA_SLOT', true)
+    where not exists (select from pg_replication_slots where slot_name = '$REPLICA_SLOT')" >/dev/null
+}
+
+# A rebuilt replica starts from a fresh slot: the old one may hold WAL nobody needs any more.
+reset_primary_slot() {
+  q "$PRIMARY_PORT" "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+    where slot_name = '$REPLICA_SLOT' and not active" >/dev/null
+  ensure_primary_slot
+}
+
 # Prints: healthy | missing | down | wrong-port | not-in-recovery | foreign | not-streaming | unreachable
 replica_state() {
   local port status
@@ -148,16 +170,17 @@ write_replica_conf() {
 hot_standby = on
 hot_standby_feedback = on
 max_standby_streaming_delay = 30s
+primary_slot_name = '$REPLICA_SLOT'
 EOF
   chown postgres:postgres "$f"
 }
 
-# Both settings are reloadable; repair drift without a restart.
+# These settings are reloadable; repair drift without a restart.
 ensure_replica_settings() {
   local got
-  got=$(q_soft "$REPLICA_PORT" \
-    "select current_setting('hot_standby_feedback') || ',' || current_setting('max_standby_streaming_delay')")
-  [[ $got == "on,30s" ]] && return 0
+  got=$(q_soft "$REPLICA_PORT" "select current_setting('hot_standby_feedback') || ','
+    || current_setting('max_standby_streaming_delay') || ',' || current_setting('primary_slot_name')")
+  [[ $got == "on,30s,$REPLICA_SLOT" ]] && return 0
   log "replica settings were '$got', rewriting and reloading"
   write_replica_conf
   q "$REPLICA_PORT" "select pg_reload_conf()" >/dev/null
@@ -178,8 +201,9 @@ rebuild() {
   [[ -n $datadir && -d $datadir && $datadir != "$(cluster_field "$PRIMARY_CLUSTER" 6)" ]] \
     || die "unexpected replica data directory '$datadir'"
   find "$datadir" -mindepth 1 -delete
+  reset_primary_slot
   runuser -u postgres -- "$PG_BIN/pg_basebackup" -h "$HOST" -p "$PRIMARY_PORT" -U postgres \
-    -D "$datadir" -R -X stream -c fast \
+    -D "$datadir" -R -X stream -S "$REPLICA_SLOT" -c fast \
     || die "pg_basebackup from port $PRIMARY_PORT failed"
   install -o postgres -g postgres -m 640 "$PRIMARY_HBA" "$REPLICA_ETC/pg_hba.conf"
   write_replica_conf
@@ -218,6 +242,7 @@ main() {
   flock -w 180 9 || die "another replica.sh run holds the lock"
   ensure_primary
   ensure_primary_hba
+  ensure_primary_slot
 
   local state
   state=$(replica_state)

@@ -13,7 +13,7 @@ REPLICA_PORT=${REPLICA_PORT:-5433}
 RABBIT_PORT=5672
 MGMT_URL=http://127.0.0.1:15672/api
 RABBIT_VHOST=opengovfood_test
-RABBIT_PLUGINS=(rabbitmq_consistent_hash_exchange rabbitmq_management)
+RABBIT_PLUGINS=(rabbitmq_consistent_hash_exchange rabbitmq_management rabbitmq_prometheus)
 DATABASES=(opengovfood opengovfood_test)
 TIMEOUT=${SERVICES_TIMEOUT:-60}
 export PGCONNECT_TIMEOUT=3
@@ -32,15 +32,36 @@ wait_until() {  # wait_until <seconds> <command...>: poll until the command succ
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 api() { curl -sf -m 5 -u guest:guest "$MGMT_URL/$1"; }
 
+pg_ctl_main() {  # pg_ctl_main start|restart: then wait until the primary accepts connections
+  pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main "$1" -m fast
+  wait_until "$TIMEOUT" pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres did not come up"
+}
+
 ensure_postgres() {
   if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
     log "postgres primary: up"
     return
   fi
   log "postgres primary: starting"
-  pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
-  wait_until "$TIMEOUT" pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres did not come up"
+  pg_ctl_main start
   log "postgres primary: started"
+}
+
+# pg_stat_statements only counts when its library is loaded at server start. Keeps any library
+# already preloaded, and restarts the primary only while pg_stat_statements is not loaded.
+ensure_stat_statements() {
+  local loaded libs=() lib quoted=()
+  loaded=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc "show shared_preload_libraries")
+  IFS=, read -ra libs <<<"${loaded// /}"
+  for lib in "${libs[@]}"; do
+    [[ $lib == pg_stat_statements ]] && { log "pg_stat_statements: preloaded"; return; }
+    [[ -n $lib ]] && quoted+=("'$lib'")
+  done
+  quoted+=("'pg_stat_statements'")
+  log "pg_stat_statements: preloading it, restarting the primary"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
+    -c "alter system set shared_preload_libraries = $(IFS=,; echo "${quoted[*]}")"
+  pg_ctl_main restart
 }
 
 rabbit_ok() { rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; }
@@ -56,9 +77,11 @@ ensure_rabbitmq() {
   log "rabbitmq: started"
 }
 
-# Management API answers and the consistent-hash exchange type is registered.
+# Management API answers, the consistent-hash exchange type is registered and Prometheus listens.
 plugins_active() {
-  api overview 2>/dev/null | grep -q '"x-consistent-hash"'
+  local overview
+  overview=$(api overview 2>/dev/null) || return 1
+  [[ $overview == *'"x-consistent-hash"'* && $overview == *'"http/prometheus"'* ]]
 }
 
 ensure_plugins() {
@@ -115,6 +138,7 @@ ensure_db_roles() {
 }
 
 ensure_postgres
+ensure_stat_statements
 ensure_rabbitmq
 ensure_plugins
 ensure_vhost

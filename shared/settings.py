@@ -87,10 +87,6 @@ class Settings(BaseSettings):
             raise ValueError("WORKER_PREFETCH must be at least WORKER_BATCH_SIZE")
         return self
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql")
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -80,7 +80,11 @@ def partition_queue(partition: int, broker_version: str) -> Queue:
     )
 
 
-DEAD_LETTER_QUEUE = Queue(DEAD_LETTER_QUEUE_NAME, {"x-queue-type": "quorum"})
+def dead_letter_queue(broker_version: str) -> Queue:
+    """Where what cannot be applied waits for replay; `deadletters list` returns its messages each time."""
+    return Queue(DEAD_LETTER_QUEUE_NAME, {"x-queue-type": "quorum", **delivery_limit_arguments(broker_version)})
+
+
 PARTITION_WEIGHT = "1"  # each partition's consistent-hash weight (its binding key)
 
 
@@ -135,9 +139,9 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
         await partitioned.bind(commands, routing_key="#")
         await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
-        dead_letter_queue = await _queue(channel, DEAD_LETTER_QUEUE)
-        await dead_letter_queue.bind(dead_letters, routing_key="")
         version = broker_version(connection)
+        dead_letter = await _queue(channel, dead_letter_queue(version))
+        await dead_letter.bind(dead_letters, routing_key="")
         for partition in range(partitions):
             queue = await _queue(channel, partition_queue(partition, version))
             await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)

@@ -1,14 +1,16 @@
 """The schema is built by Alembic: round trips, no drift from the models, offline DDL, canonical names."""
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import settings as test_settings
@@ -71,6 +73,67 @@ def test_canonical_names_exist(url: str) -> None:
         assert expected <= indexes[table], f"{table}: missing {expected - indexes[table]}"
     assert "check_item_status" in checks
     assert foreign_keys[0]["options"].get("ondelete") == "CASCADE"
+
+
+def test_seed_constraint_names(url: str) -> None:
+    """The seed's `unique_email` and `fk_item_owner`, beside the canonical unique index ix_user_email."""
+    command.upgrade(alembic_config(url), "head")
+
+    async def read() -> tuple[set[str | None], list[dict[str, object]], list[dict[str, object]]]:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+
+            def names(sync_conn):  # type: ignore[no-untyped-def]
+                inspector = inspect(sync_conn)
+                unique = {c["name"] for c in inspector.get_unique_constraints("user")}
+                return unique, inspector.get_foreign_keys("item"), inspector.get_indexes("user")
+
+            result = await conn.run_sync(names)
+        await engine.dispose()
+        return result
+
+    unique, foreign_keys, indexes = asyncio.run(read())
+    assert "unique_email" in unique
+    assert [(fk["name"], fk["referred_table"], fk["options"].get("ondelete")) for fk in foreign_keys] == [
+        ("fk_item_owner", "user", "CASCADE")
+    ]
+    assert any(index["name"] == "ix_user_email" and index["unique"] for index in indexes)
+
+
+def test_a_deleted_id_is_never_handed_out_again(url: str) -> None:
+    """The seed's AUTOINCREMENT: on SQLite a plain INTEGER PRIMARY KEY would reuse the highest id."""
+    command.upgrade(alembic_config(url), "head")
+
+    async def ids() -> tuple[int, int, int, int]:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            new_user = text(
+                "INSERT INTO \"user\" (email, hashed_password, full_name) VALUES (:email, 'h', 'N') RETURNING id"
+            )
+            new_item = text("INSERT INTO item (title, owner_id) VALUES ('t', :owner) RETURNING id")
+            user = (await conn.execute(new_user, {"email": f"reuse-{uuid.uuid4()}@example.org"})).scalar_one()
+            item = (await conn.execute(new_item, {"owner": user})).scalar_one()
+            await conn.execute(text('DELETE FROM "user" WHERE id = :id'), {"id": user})  # the item goes by cascade
+            again = (await conn.execute(new_user, {"email": f"reuse-{uuid.uuid4()}@example.org"})).scalar_one()
+            item_again = (await conn.execute(new_item, {"owner": again})).scalar_one()
+        await engine.dispose()
+        return user, again, item, item_again
+
+    user, again, item, item_again = asyncio.run(ids())
+    assert again > user
+    assert item_again > item
+
+
+def test_sqlite_keeps_autoincrement_and_the_desc_index(tmp_path: Path) -> None:
+    """SQLite rebuilds tables to alter them: what a rebuild could drop is still there at head."""
+    database = tmp_path / "names.db"
+    command.upgrade(alembic_config(f"sqlite+aiosqlite:///{database}"), "head")
+    with sqlite3.connect(database) as connection:
+        ddl = dict(connection.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+    connection.close()
+    assert "AUTOINCREMENT" in ddl["user"]
+    assert "AUTOINCREMENT" in ddl["item"]
+    assert "created_at DESC" in ddl["ix_item_owner_created"]
 
 
 async def test_postgres_catalog_has_partial_desc_and_check(postgres_url: str) -> None:

@@ -4,8 +4,9 @@
 set -euo pipefail
 : "${REPLICATION_PASSWORD:?set REPLICATION_PASSWORD}"
 
-psql -v ON_ERROR_STOP=1 -v pw="$REPLICATION_PASSWORD" \
-  --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+# \getenv: the password goes from the environment to psql, never through its argv.
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+\getenv pw REPLICATION_PASSWORD
 CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD :'pw';
 SQL
 

@@ -38,7 +38,9 @@ class Item(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=ItemStatus.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=True, server_default=func.now())
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), onupdate=func.now())
-    owner_id: Mapped[int] = mapped_column(Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False)
+    owner_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("user.id", ondelete="CASCADE", name="fk_item_owner"), nullable=False
+    )
 
     owner: Mapped["User"] = relationship(back_populates="items")
 
@@ -52,6 +54,7 @@ class Item(Base):
         Index("ix_item_status", "status"),
         Index("ix_item_created_at", "created_at"),
         Index("ix_item_owner_status", "owner_id", "status"),
+        {"sqlite_autoincrement": True},
     )
 
 

@@ -1,9 +1,9 @@
-"""The seed's user table, kept exactly (canonical index names from DESIGN.md §2)."""
+"""The seed's user table, kept exactly: its canonical index and constraint names."""
 
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, func, text, true
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, UniqueConstraint, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.models.base import Base
@@ -28,9 +28,11 @@ class User(Base):
     )
 
     __table_args__ = (
+        UniqueConstraint("email", name="unique_email"),
         Index("ix_user_email", "email", unique=True),
         Index("ix_user_id", "id"),
         Index("ix_user_created_at", "created_at"),
+        {"sqlite_autoincrement": True},  # the seed's AUTOINCREMENT: a deleted id is never handed out again
     )
 
 

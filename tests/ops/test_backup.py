@@ -1,6 +1,7 @@
 """`opengovfood db backup` / `db restore`: create data, back up, wipe, restore, compare."""
 
 import asyncio
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from tests import settings as test_settings
 from tests.ops.cli import opengovfood
+from tests.support.scratch import recreate_database as recreate
 
 ITEMS = 100_000
 USERS = 100
@@ -27,12 +29,15 @@ SELECT (SELECT count(*) FROM "user") AS users, (SELECT count(*) FROM item) AS it
 
 
 async def recreate_database() -> None:
-    admin = await asyncpg.connect(test_settings.ADMIN_DSN)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {BACKUP_DATABASE} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {BACKUP_DATABASE}")
-    finally:
-        await admin.close()
+    await recreate(BACKUP_DATABASE)
+
+
+def fresh_database() -> dict[str, str]:
+    """An empty database at Alembic head, and the environment that points the CLI at it."""
+    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
+    asyncio.run(recreate_database())
+    opengovfood("db", "upgrade", env=env)
+    return env
 
 
 async def fill_and_fingerprint(fill: bool) -> dict[str, object]:
@@ -61,9 +66,7 @@ async def fill_and_fingerprint(fill: bool) -> dict[str, object]:
 
 @pytest.mark.postgres
 def test_postgres_backup_round_trip(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
-    asyncio.run(recreate_database())
-    opengovfood("db", "upgrade", env=env)
+    env = fresh_database()
     assert "(head)" in opengovfood("db", "current", env=env).stdout
     before = asyncio.run(fill_and_fingerprint(fill=True))
     assert before["items"] == ITEMS
@@ -74,15 +77,13 @@ def test_postgres_backup_round_trip(tmp_path: Path) -> None:
     backup_s = time.monotonic() - started
     asyncio.run(recreate_database())  # the wipe: an empty database
     started = time.monotonic()
-    opengovfood("db", "restore", str(dump), env=env)
+    opengovfood("db", "restore", "--yes", str(dump), env=env)
     restore_s = time.monotonic() - started
 
     assert asyncio.run(fill_and_fingerprint(fill=False)) == before
     print(f"\nbackup round trip: {ITEMS} items, {USERS} users, dump {dump.stat().st_size} bytes, "
           f"backup {backup_s:.2f}s, restore {restore_s:.2f}s")  # fmt: skip
-    stats = opengovfood("db", "stats", env=env).stdout
-    assert "item" in stats
-    assert "pg_stat_statements" in stats
+    assert "item" in opengovfood("db", "stats", env=env).stdout
 
 
 def sqlite_fingerprint(path: Path) -> list[tuple[object, ...]]:
@@ -111,7 +112,7 @@ def test_sqlite_backup_round_trip(tmp_path: Path) -> None:
     backup = tmp_path / "backup.db"
     opengovfood("db", "backup", str(backup), env=env)
     database.unlink()  # the wipe
-    opengovfood("db", "restore", str(backup), env=env)
+    opengovfood("db", "restore", "--yes", str(backup), env=env)
     assert sqlite_fingerprint(database) == before
     assert "top queries need PostgreSQL" in opengovfood("db", "stats", env=env).stdout
 
@@ -153,16 +154,64 @@ async def prune_counts(setup: bool) -> tuple[int, int, str, str]:
         await connection.close()
 
 
-@pytest.mark.postgres
-def test_prune_keeps_recent_outcomes_unpublished_events_and_unfinished_imports() -> None:
-    env = {"DATABASE_URL": BACKUP_URL, "READ_DATABASE_URL": BACKUP_URL}
-    asyncio.run(recreate_database())
-    opengovfood("db", "upgrade", env=env)
+@pytest.fixture
+def prunable() -> dict[str, str]:
+    """A database with old and recent outcomes, events and imports; the environment that points at it."""
+    env = fresh_database()
     assert asyncio.run(prune_counts(setup=True)) == (2, 3, "abc", "aabc")
-    out = opengovfood("db", "prune", "--older-than", "30", env=env).stdout
+    return env
+
+
+@pytest.mark.postgres
+def test_prune_keeps_recent_outcomes_unpublished_events_and_unfinished_imports(prunable: dict[str, str]) -> None:
+    out = opengovfood("db", "prune", "--older-than", "30", env=prunable).stdout
     assert "command: 1 rows deleted" in out
     assert "outbox: 1 rows deleted" in out
     assert "import_chunk: 2 rows deleted" in out
     assert "import_job: 1 rows deleted" in out
     # the unpublished event stays, however old; so do the running import and the recent one, with their chunks
     assert asyncio.run(prune_counts(setup=False)) == (1, 2, "bc", "bc")
+
+
+@pytest.mark.postgres
+def test_prune_dry_run_counts_and_deletes_nothing(prunable: dict[str, str]) -> None:
+    out = opengovfood("db", "prune", "--older-than", "30", "--dry-run", env=prunable).stdout
+    for line in ("command: 1", "outbox: 1", "import_chunk: 2", "import_job: 1"):
+        assert f"{line} rows would be deleted" in out
+    assert asyncio.run(prune_counts(setup=False)) == (2, 3, "abc", "aabc")
+
+
+@pytest.mark.postgres
+def test_prune_refuses_a_window_shorter_than_the_idempotency_key_promise(prunable: dict[str, str]) -> None:
+    refused = opengovfood("db", "prune", "--older-than", "0.5", env=prunable, check=False)
+    assert refused.returncode == 2
+    assert "24 h an Idempotency-Key is honoured" in " ".join(re.sub("[│╭╮╰╯─]", " ", refused.stderr).split())
+    assert asyncio.run(prune_counts(setup=False)) == (2, 3, "abc", "aabc")
+    assert opengovfood("db", "prune", "--older-than", "1", "--dry-run", env=prunable).returncode == 0  # 24 h is enough
+    opengovfood("db", "prune", "--older-than", "0.5", "--force", env=prunable)
+    assert asyncio.run(prune_counts(setup=False)) == (1, 2, "bc", "bc")
+
+
+async def user_count() -> int:
+    connection = await asyncpg.connect(BACKUP_DSN)
+    try:
+        return int(await connection.fetchval('SELECT count(*) FROM "user"'))
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+def test_restore_replaces_the_database_only_when_the_operator_agrees(tmp_path: Path) -> None:
+    env = fresh_database()
+    asyncio.run(fill_and_fingerprint(fill=True))
+    dump = tmp_path / "before.dump"
+    opengovfood("db", "backup", str(dump), env=env)
+    fresh_database()  # what the restore would undo
+
+    for answer in ("n\n", ""):  # declined, and no terminal to answer at all
+        declined = opengovfood("db", "restore", str(dump), env=env, check=False, answer=answer)
+        assert declined.returncode == 1
+        assert "Replace everything in postgresql+asyncpg://postgres@" in declined.stdout
+        assert asyncio.run(user_count()) == 0
+    opengovfood("db", "restore", str(dump), env=env, answer="y\n")
+    assert asyncio.run(user_count()) == USERS

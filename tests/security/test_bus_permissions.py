@@ -12,8 +12,8 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
+from cli.bus import BusUser, gateway_user, reader_user, service_user, worker_user
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
-from shared.provisioning import BusUser, gateway_user, reader_user, service_user, worker_user
 from shared.settings import ServiceGrant
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_EXCHANGE_NAME, declare_topology, partition_queue_name
 from tests import settings as test_settings

@@ -11,8 +11,8 @@ import httpx
 import jwt
 import pytest
 
+from cli.bus import service_user
 from gateway.security import password_stamp
-from shared.provisioning import service_user
 from shared.settings import ServiceGrant, get_settings
 from tests import settings as test_settings
 from tests.security.helpers import command, outcome_of, provision, publish_as, tap_everything

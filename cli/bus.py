@@ -1,6 +1,6 @@
-"""RabbitMQ least privilege: a vhost, and one user per role with only the permissions it needs.
+"""`opengovfood bus provision`: a vhost, and one RabbitMQ user per role with only the permissions it needs.
 
-`python -m shared.provisioning --vhost opengovfood` (idempotent) creates, through the management API:
+Idempotent, through the management API (RABBIT_MANAGEMENT_URL, an administrator):
 
 - the gateway user: publishes commands only (topic permission: the command routing keys), and
   declares and reads its own reply queue `opengovfood.replies.<hex>`;
@@ -10,11 +10,11 @@
   exchange only the routing keys it is granted, declares and reads nothing;
 - event readers (`--reader NAME`): read the events exchange through their own queues `NAME.*`.
 
-Passwords come from the environment (`BUS_PASSWORD_<NAME>`, name upper-cased, non-alphanumerics as
-`_`); a user without one gets a random password, printed once.
+Permissions are always set exactly. A user that exists keeps its password unless `--rotate`; a new
+(or rotated) user's password comes from `BUS_PASSWORD_<NAME>` (name upper-cased, non-alphanumerics
+as `_`), else it is generated and printed once.
 """
 
-import argparse
 import base64
 import json
 import os
@@ -24,7 +24,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Annotated
 from urllib.parse import quote, unquote, urlparse
+
+import typer
 
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
@@ -103,73 +106,93 @@ class Management:
 
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https"):
+            raise ValueError(f"not an http(s) management URL: {parsed.scheme}://{parsed.hostname}")
         self.base = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api"
-        credentials = f"{unquote(parsed.username or 'guest')}:{unquote(parsed.password or 'guest')}"
+        self.admin = unquote(parsed.username or "guest")
+        credentials = f"{self.admin}:{unquote(parsed.password or 'guest')}"
         self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
 
-    def put(self, path: str, body: dict[str, object]) -> None:
+    def _call(self, method: str, path: str, body: dict[str, object] | None = None) -> None:
         request = urllib.request.Request(
             f"{self.base}/{path}",
-            data=json.dumps(body).encode(),
-            method="PUT",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
             headers={"Authorization": self.authorization, "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (a configured admin URL)
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (http(s) only, checked above)
             pass
+
+    def put(self, path: str, body: dict[str, object]) -> None:
+        self._call("PUT", path, body)
+
+    def user_exists(self, name: str) -> bool:
+        try:
+            self._call("GET", f"users/{quote(name, safe='')}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+        return True
 
     def ensure_vhost(self, vhost: str) -> None:
         self.put(f"vhosts/{quote(vhost, safe='')}", {})
 
     def ensure_user(self, vhost: str, user: BusUser, password: str) -> None:
-        """Create or update the user and set exactly its permissions in the vhost."""
+        """Create the user or set its password, and set exactly its permissions in the vhost."""
+        self.put(f"users/{quote(user.name, safe='')}", {"password": password, "tags": ""})
+        self.set_permissions(vhost, user)
+
+    def set_permissions(self, vhost: str, user: BusUser) -> None:
         name, where = quote(user.name, safe=""), quote(vhost, safe="")
-        self.put(f"users/{name}", {"password": password, "tags": ""})
         self.put(f"permissions/{where}/{name}", {"configure": user.configure, "write": user.write, "read": user.read})
         for exchange, (write, read) in user.topics.items():
             self.put(f"topic-permissions/{where}/{name}", {"exchange": exchange, "write": write, "read": read})
 
 
-def password_for(name: str) -> tuple[str, bool]:
-    """The password from BUS_PASSWORD_<NAME>, or a new random one (True: it was generated)."""
-    variable = "BUS_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-    given = os.environ.get(variable)
-    return (given, False) if given else (secrets.token_urlsafe(24), True)
+def password_variable(name: str) -> str:
+    return "BUS_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def provision(management: Management, vhost: str, users: list[BusUser]) -> dict[str, str]:
-    """Create the vhost and the users; return the passwords that were generated."""
+def provision(management: Management, vhost: str, users: list[BusUser], rotate: bool = False) -> dict[str, str]:
+    """Create the vhost and the users, set their permissions; return how each password was handled."""
+    if management.admin in {user.name for user in users}:
+        raise ValueError(f"{management.admin} is the administrator provisioning: it cannot be a role user too")
     management.ensure_vhost(vhost)
-    generated = {}
+    handled = {}
     for user in users:
-        password, new = password_for(user.name)
+        if not rotate and management.user_exists(user.name):
+            management.set_permissions(vhost, user)
+            handled[user.name] = "password kept"
+            continue
+        variable = password_variable(user.name)
+        given = os.environ.get(variable)
+        password = given or secrets.token_urlsafe(24)
         management.ensure_user(vhost, user, password)
-        if new:
-            generated[user.name] = password
-    return generated
+        handled[user.name] = f"password from {variable}" if given else f"generated password {password} (shown once)"
+    return handled
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Create the RabbitMQ vhost and least-privilege users.")
-    parser.add_argument(
-        "--management-url", default=os.environ.get("RABBIT_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-    )
-    parser.add_argument("--vhost", default="opengovfood")
-    parser.add_argument("--gateway-user", default="opengovfood-gateway")
-    parser.add_argument("--worker-user", default="opengovfood-worker")
-    parser.add_argument("--reader", action="append", default=[], help="an event reader's user name (repeatable)")
-    args = parser.parse_args()
-    users = [gateway_user(args.gateway_user), worker_user(args.worker_user)]
+bus_app = typer.Typer(help="The RabbitMQ vhost and its least-privilege users.", no_args_is_help=True)
+
+
+@bus_app.command("provision")
+def provision_command(
+    vhost: Annotated[str, typer.Option(envvar="BUS_VHOST")] = "opengovfood",
+    gateway: Annotated[str, typer.Option("--gateway-user", envvar="GATEWAY_BUS_USER")] = "opengovfood-gateway",
+    worker: Annotated[str, typer.Option("--worker-user", envvar="WORKER_BUS_USER")] = "opengovfood-worker",
+    readers: Annotated[list[str] | None, typer.Option("--reader", help="an event reader's user (repeatable)")] = None,
+    rotate: Annotated[bool, typer.Option(help="set new passwords for users that exist too")] = False,
+) -> None:
+    """Create (idempotently) the vhost and one user per role; existing users keep their password."""
+    url = os.environ.get("RABBIT_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")  # never on argv
+    users = [gateway_user(gateway), worker_user(worker)]
     users += [service_user(name, grant) for name, grant in get_settings().service_grants.items()]
-    users += [reader_user(name) for name in args.reader]
+    users += [reader_user(name) for name in readers or []]
     try:
-        generated = provision(Management(args.management_url), args.vhost, users)
-    except urllib.error.URLError as error:
-        raise SystemExit(f"provisioning failed: {error}") from None
-    for user in users:
-        print(f"{user.name}: provisioned in vhost {args.vhost}")
-    for name, password in generated.items():
-        print(f"{name}: generated password {password} (store it; it is not shown again)")
-
-
-if __name__ == "__main__":
-    main()
+        handled = provision(Management(url), vhost, users, rotate)
+    except (urllib.error.URLError, ValueError) as error:
+        typer.echo(f"provisioning failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    for name, how in handled.items():
+        typer.echo(f"{name}: provisioned in vhost {vhost}, {how}")
