@@ -15,6 +15,7 @@ Permissions are always set exactly. A user that exists keeps its password unless
 as `_`), else it is generated and printed once.
 """
 
+import asyncio
 import base64
 import json
 import os
@@ -31,8 +32,9 @@ import typer
 
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
+from shared.repartition import DrainTimeout, repartition
 from shared.settings import ServiceGrant, get_settings
-from shared.topology import COMMANDS_EXCHANGE_NAME
+from shared.topology import COMMANDS_EXCHANGE_NAME, MAX_PARTITIONS
 
 NOTHING = "^$"
 _TOPOLOGY = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events)"
@@ -196,3 +198,23 @@ def provision_command(
         raise typer.Exit(1) from None
     for name, how in handled.items():
         typer.echo(f"{name}: provisioned in vhost {vhost}, {how}")
+
+
+@bus_app.command("repartition")
+def repartition_command(
+    count: Annotated[int, typer.Argument(min=1, max=MAX_PARTITIONS, help="the new number of partition queues")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the partitions to drain")] = 300.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Change the number of partitions: stop intake, let the workers drain every partition, delete or
+    declare partitions, resume. Then restart the workers with COMMAND_PARTITIONS=COUNT."""
+    if not yes:
+        typer.confirm("Commands are refused (503 at the gateway) until the partitions drain. Go on?", abort=True)
+    settings = get_settings()
+    management = os.environ.get("RABBIT_MANAGEMENT_URL", "")  # never on argv
+    try:
+        asyncio.run(repartition(settings.rabbit_url, count, management=management, timeout_s=timeout,
+                                progress=typer.echo))  # fmt: skip
+    except DrainTimeout as error:
+        typer.echo(f"nothing changed: {error}", err=True)
+        raise typer.Exit(1) from None

@@ -30,21 +30,29 @@ from shared.topology import (
     partition_queue_name,
 )
 
+STATS_SETTLE_S = 11.0  # over two of the management API's statistics intervals (5 s by default)
+
 
 class DrainTimeout(Exception):
     """The partitions did not drain in time: intake resumed with the old count, nothing changed."""
 
 
-def management_url(rabbit_url: str, configured: str = "") -> str:
-    """The management API of the broker of RABBIT_URL (port 15672), unless one is configured."""
-    if configured:
-        return configured.rstrip("/")
-    return f"http://{urlparse(rabbit_url).hostname or 'localhost'}:15672"
+def management_api(rabbit_url: str, configured: str = "") -> tuple[str, tuple[str, str]]:
+    """The management API (base URL, credentials): RABBIT_MANAGEMENT_URL's when configured (its own
+    credentials, else RABBIT_URL's), else port 15672 of RABBIT_URL's host."""
+    bus = urlparse(rabbit_url)
+    auth = (unquote(bus.username or "guest"), unquote(bus.password or "guest"))
+    if not configured:
+        return f"http://{bus.hostname or 'localhost'}:15672", auth
+    api = urlparse(configured)
+    if api.username:
+        auth = (unquote(api.username), unquote(api.password or ""))
+    return f"{api.scheme}://{api.hostname}{f':{api.port}' if api.port else ''}", auth
 
 
-def _waiting(api: str, auth: tuple[str, str], vhost: str, queues: list[str]) -> int:
-    """Messages in these queues, ready or delivered and not yet acknowledged (the management API
-    knows the second kind; AMQP does not)."""
+def _in_flight(api: str, auth: tuple[str, str], vhost: str, queues: list[str]) -> int:
+    """Messages in these queues, ready or delivered and not yet acknowledged, as the management API
+    last sampled them (AMQP cannot tell the second kind; the samples are a few seconds old)."""
     credentials = base64.b64encode(":".join(auth).encode()).decode()
     total = 0
     for name in queues:
@@ -57,6 +65,42 @@ def _waiting(api: str, auth: tuple[str, str], vhost: str, queues: list[str]) -> 
     return total
 
 
+async def _ready(connection: aio_pika.abc.AbstractConnection, queues: list[str]) -> int:
+    """Messages waiting in these queues, exactly as the queues count them now."""
+    channel = await connection.channel()
+    try:
+        total = 0
+        for name in queues:
+            total += int((await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0)
+        return total
+    finally:
+        await channel.close()
+
+
+async def _drain(
+    connection: aio_pika.abc.AbstractConnection, api: str, auth: tuple[str, str], vhost: str, queues: list[str],
+    timeout_s: float, progress: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Until nothing waits and nothing is in a worker's hands. Nothing arrives any more, so once no
+    message is ready none is delivered again, and a statistics sample taken STATS_SETTLE_S later
+    that shows none unacknowledged is to be trusted."""
+    deadline = time.monotonic() + timeout_s
+    quiet_since: float | None = None
+    while True:
+        now = time.monotonic()
+        if await _ready(connection, queues) > 0:
+            quiet_since = None
+        else:
+            quiet_since = quiet_since or now
+            in_hand = await asyncio.to_thread(_in_flight, api, auth, vhost, queues)
+            if now - quiet_since >= STATS_SETTLE_S and in_hand == 0:
+                return
+        if now > deadline:
+            raise DrainTimeout(f"the partitions did not drain in {timeout_s:.0f} s: is a worker running?")
+        progress("draining the partitions")
+        await asyncio.sleep(0.5)
+
+
 async def repartition(
     rabbit_url: str,
     count: int,
@@ -66,10 +110,8 @@ async def repartition(
     progress: Callable[[str], None] = print,
 ) -> int:
     """Change the number of partition queues to `count`; returns the count there was."""
-    parsed = urlparse(rabbit_url)
-    vhost = unquote(parsed.path[1:]) or "/"
-    auth = (unquote(parsed.username or "guest"), unquote(parsed.password or "guest"))
-    api = management_url(rabbit_url, management)
+    vhost = unquote(urlparse(rabbit_url).path[1:]) or "/"
+    api, auth = management_api(rabbit_url, management)
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
         before = await existing_partitions(connection)
@@ -83,12 +125,7 @@ async def repartition(
         progress("intake stopped: commands are refused until the partitions are drained")
         try:
             queues = [partition_queue_name(p) for p in range(before)]
-            deadline = time.monotonic() + timeout_s
-            while (waiting := await asyncio.to_thread(_waiting, api, auth, vhost, queues)) > 0:
-                if time.monotonic() > deadline:
-                    raise DrainTimeout(f"{waiting} commands still wait after {timeout_s:.0f} s: is a worker running?")
-                progress(f"draining: {waiting} commands wait")
-                await asyncio.sleep(0.5)
+            await _drain(connection, api, auth, vhost, queues, timeout_s, progress)
             for partition in range(count, before):
                 await channel.queue_delete(partition_queue_name(partition), if_unused=False, if_empty=False)
             version = broker_version(connection)

@@ -1,0 +1,108 @@
+"""Changing the partition count: intake stops, every partition drains, stale queues go, and no owner's
+commands overtake each other; a worker started with the old count refuses to start."""
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+from aiormq.exceptions import DeliveryError
+
+from shared.topology import COMMANDS_EXCHANGE_NAME, existing_partitions, partition_queue_name
+from tests import settings as test_settings
+from tests.ops.cli import opengovfood
+from tests.support.api import Client, sign_up
+from tests.support.bus import command_message
+from tests.support.polling import eventually
+from tests.support.processes import ROOT, Worker
+
+VHOST = f"{test_settings.VHOST}_repartition"
+URL = f"amqp://guest:guest@127.0.0.1:5672/{quote(VHOST, safe='')}"
+MANAGEMENT = "http://127.0.0.1:15672/api"
+OWNERS, BACKLOG, AFTER = 12, 40, 10
+
+
+class VhostWorker(Worker):
+    """A worker of the test database on a vhost of its own, with its own partition count."""
+
+    def __init__(self, partitions: int, name: str) -> None:
+        super().__init__({"RABBIT_URL": URL, "COMMAND_PARTITIONS": str(partitions)}, name)
+        self.partitions = partitions
+
+    def ready(self) -> bool:
+        return all(_queue(partition_queue_name(p)).get("consumers", 0) > 0 for p in range(self.partitions))
+
+
+def _queue(name: str) -> dict[str, int]:
+    response = httpx.get(f"{MANAGEMENT}/queues/{quote(VHOST, safe='')}/{name}", auth=("guest", "guest"), timeout=5)
+    return dict(response.json()) if response.status_code == 200 else {}
+
+
+@pytest.fixture(scope="module")
+def own_vhost(stack: object) -> Iterator[str]:
+    auth = ("guest", "guest")
+    httpx.delete(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10)
+    httpx.put(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10).raise_for_status()
+    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+    httpx.put(f"{MANAGEMENT}/permissions/{quote(VHOST, safe='')}/guest", json=permissions, auth=auth, timeout=10)
+    yield URL
+    httpx.delete(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10)
+
+
+async def _publish(owners: list[Client], first: int, count: int) -> None:
+    connection = await aio_pika.connect(URL)
+    async with connection:
+        channel = await connection.channel(on_return_raises=True)
+        exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
+        for n in range(first, first + count):
+            for owner in owners:
+                body = {"owner_id": owner.id, "title": f"{n:03d}"}
+                message = command_message(body, actor=f"user:{owner.id}", owner=str(owner.id))
+                await exchange.publish(message, routing_key="item.create", mandatory=True)
+
+
+async def _refused() -> bool:
+    """A command published now is refused as unroutable (intake stopped)."""
+    try:
+        await _publish([Client(2_000_000_000, "", {})], 999, 1)  # an owner that does not exist
+    except DeliveryError:
+        return True
+    return False
+
+
+async def test_lowering_the_partition_count_drains_first_and_keeps_each_owners_order(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, own_vhost: str
+) -> None:
+    owners = [await sign_up(http) for _ in range(OWNERS)]
+    with VhostWorker(4, "worker-4-partitions"):
+        pass  # declares the topology of 4 partitions
+    await _publish(owners, 0, BACKLOG)  # a backlog, no worker running
+    changing = asyncio.create_task(
+        asyncio.to_thread(opengovfood, "bus", "repartition", "2", "--yes", "--timeout", "120", env={"RABBIT_URL": URL})
+    )
+    assert await eventually(_refused, lambda refused: refused)  # intake stopped while the backlog waits
+    with VhostWorker(4, "worker-draining"):  # the old workers drain every partition
+        said = (await changing).stdout
+    assert "partitions: 4 -> 2" in said
+    connection = await aio_pika.connect(URL)
+    async with connection:
+        assert await existing_partitions(connection) == 2  # p2 and p3 are gone, with their bindings
+    stale = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "worker"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=VhostWorker(4, "stale").env,
+    )  # fmt: skip
+    assert stale.returncode == 2, stale.stderr
+    assert "repartition" in stale.stderr
+    with VhostWorker(2, "worker-2-partitions"):
+        await _publish(owners, BACKLOG, AFTER)
+        for owner in owners:
+            titles = await eventually(
+                lambda owner=owner: primary.fetch("SELECT title FROM item WHERE owner_id = $1 ORDER BY id", owner.id),
+                lambda rows: len(rows) == BACKLOG + AFTER,
+            )
+            assert [row["title"] for row in titles] == [f"{n:03d}" for n in range(BACKLOG + AFTER)]
