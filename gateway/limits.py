@@ -5,9 +5,11 @@ thread. Each gateway process counts on its own, so N processes allow up to N tim
 rate (README, "Security").
 """
 
+import collections
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jwt
 import limits
@@ -101,6 +103,27 @@ class Rate:
         return len(self._tats)
 
 
+class UploadSlots:
+    """Imports under way per caller: each holds a spooled file and publishes for as long as it lasts."""
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._active: collections.Counter[int] = collections.Counter()
+
+    @contextlib.contextmanager
+    def hold(self, caller: int) -> Iterator[None]:
+        """Take one of the caller's slots for the block; 429 when all are taken."""
+        if self._active[caller] >= self.per_caller:
+            raise Throttled(5, f"imports under way for this caller (at most {self.per_caller} at a time)")
+        self._active[caller] += 1
+        try:
+            yield
+        finally:
+            self._active[caller] -= 1
+            if not self._active[caller]:
+                del self._active[caller]
+
+
 class RateLimits:
     """Rate limits of one gateway process, keyed so nobody can lock a victim out."""
 
@@ -109,6 +132,7 @@ class RateLimits:
         self.login_per_account = Rate(settings.login_rate_per_account, clock)
         self.signup_per_client = Rate(settings.signup_rate_per_client, clock)
         self.write_per_caller = Rate(settings.write_rate_per_caller, clock)
+        self.uploads = UploadSlots(settings.max_uploads_per_caller)
 
     def hit(self, rate: Rate, what: str, *key: str) -> None:
         """Count one request; raise Throttled when the bucket is empty."""

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_import_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)  # all request headers together
+    max_uploads_per_caller: int = Field(default=2, ge=1)  # imports one caller may have under way at once
     trusted_proxy_hops: int = Field(default=0, ge=0)  # proxies in front that append X-Forwarded-For
     login_rate_per_client: str = "100/minute"
     login_rate_per_account: str = "10/minute"  # per (client, email): never per email alone
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     worker_batch_bytes: int = Field(default=4 * 2**20, ge=1)  # and at most this much message body
     worker_batch_wait_ms: float = Field(default=2.0, ge=0)
     worker_prefetch: int = Field(default=400, ge=1)
+    worker_inflight_bytes: int = Field(default=256 * 2**20, ge=2**20)  # what all partitions may hold at once
     worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
     worker_standby_delay_s: float = 5.0  # then subscribe to the other workers' partitions as standby
     worker_heartbeat_file: str = "/tmp/opengovfood-worker.alive"

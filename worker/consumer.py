@@ -8,6 +8,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
+from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.outcomes import Outcome
 from shared.models import CommandStatus
 from shared.settings import Settings
@@ -23,6 +24,15 @@ from worker.relay import PartitionRelay
 
 log = logging.getLogger(__name__)
 IDLE_FLUSH_S = 5.0
+STOP_GRACE_S = 10.0  # a stop waits this long for the batch in hand
+
+
+def prefetch(settings: Settings) -> int:
+    """Deliveries one partition consumer may hold unacknowledged: WORKER_PREFETCH, but no more than
+    its share of WORKER_INFLIGHT_BYTES if each were as large as a command may be. RabbitMQ bounds
+    prefetch by count only, so this is what bounds the bytes a worker holds."""
+    share = settings.worker_inflight_bytes // (MAX_COMMAND_BYTES * settings.command_partitions)
+    return max(1, min(settings.worker_prefetch, share))
 
 
 def _channel_closed(message: AbstractIncomingMessage) -> bool:
@@ -60,13 +70,24 @@ class PartitionConsumer:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._loop())]
 
-    async def finish(self) -> None:
-        """Finish the batch in hand and take no more (close the connection next: see stop_consuming)."""
+    async def finish(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Finish the batch in hand and take no more (close the connection next: see stop_consuming).
+
+        A batch that cannot finish within `grace_s` (the database is away) is abandoned: nothing of
+        it is acknowledged, so its deliveries go back to the queue, in order, when the connection closes.
+        """
         self._stopping = True
         self._buffer.put_nowait(None)
         self._arrived.set()
         if self._tasks:
-            await self._tasks[1]
+            try:
+                async with asyncio.timeout(grace_s):
+                    await asyncio.shield(self._tasks[1])
+            except TimeoutError:
+                log.warning("partition %d: batch in hand abandoned at stop; it will be redelivered", self.partition)
+                self._tasks[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tasks[1]
 
     async def stop_consuming(self) -> None:
         """After the connection closed (prefetched deliveries went back in order), end the pump."""
@@ -88,7 +109,7 @@ class PartitionConsumer:
             try:
                 connection = await self.connection.get()
                 channel = await connection.channel()
-                await channel.set_qos(prefetch_count=self.settings.worker_prefetch)
+                await channel.set_qos(prefetch_count=prefetch(self.settings))
                 queue = await channel.declare_queue(partition_queue_name(self.partition), passive=True)
                 delay = 0.5
                 async with queue.iterator() as deliveries:

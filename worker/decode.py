@@ -9,14 +9,13 @@ from pydantic import ValidationError
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.headers import Actor
+from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
 from shared.logging import HEADER_REQUEST_ID
 from shared.settings import ServiceGrant
 from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY, HEADER_SCHEMA_VERSION
 from worker.catalogue import CATALOGUE
 from worker.envelope import Envelope, PoisonMessage
-
-MAX_COMMAND_BYTES = 2 * 2**20  # an import chunk carries at most 1 MiB of rows; nothing valid is larger
 
 
 def _request_id(headers: dict[str, Any]) -> str | None:

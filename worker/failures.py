@@ -21,6 +21,10 @@ KINDS = {
     "22": "a data rule (a value the database cannot store)",
     "23": "an integrity constraint",
 }
+DBAPI_KINDS = {  # drivers without SQLSTATEs (SQLite): the DB-API class says as much
+    "IntegrityError": KINDS["23"],
+    "DataError": KINDS["22"],
+}
 INBOX_KEY = "command_pkey"  # the inbox's primary key: command_id
 
 
@@ -43,7 +47,7 @@ def for_caller(error: BaseException) -> str:
     """A sentence about the failure that reveals no data: the kind of rule and the object it names."""
     found = driver_error(error)
     sqlstate = _sqlstate(error)
-    kind = KINDS.get(sqlstate) or KINDS.get(sqlstate[:2])
+    kind = KINDS.get(sqlstate) or KINDS.get(sqlstate[:2]) or DBAPI_KINDS.get(type(found).__name__)
     if kind is None:
         return f"the command could not be applied ({_words(type(found).__name__)})"
     names = [

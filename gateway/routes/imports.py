@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
+from gateway.limits import get_limits
 from gateway.problems import Problem
 from shared.db import ReadSession
 from shared.importer import CONTENT_TYPES, SourceError, publish_import
@@ -87,7 +88,10 @@ async def upload(
     if fmt is None:
         raise Problem(415, f"send text/csv or application/x-ndjson, not {content_type!r}")
     import_id = uuid.uuid4()
-    with tempfile.TemporaryDirectory(prefix="opengovfood-import-") as directory:
+    with (
+        get_limits(request).uploads.hold(user.id),
+        tempfile.TemporaryDirectory(prefix="opengovfood-import-") as directory,
+    ):
         path = Path(directory) / f"upload.{fmt.value}"
         await _spool(request, path, services.settings.max_import_bytes)
         try:

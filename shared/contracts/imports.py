@@ -13,6 +13,7 @@ from shared.contracts.fields import Description, Status, Title
 MAX_CHUNK_ROWS = 1_000
 MAX_CHUNK_BYTES = 2**20  # of rows: a chunk's message stays about 1 MiB
 MAX_ROW_BYTES = 64 * 2**10  # far above any valid row (title 100, description 10,000 characters)
+MAX_COMMAND_BYTES = MAX_CHUNK_BYTES + 64 * 2**10  # the largest body of any command (a chunk and its fields)
 
 
 @with_config(ConfigDict(extra="forbid"))

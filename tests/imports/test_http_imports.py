@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.contracts.imports import MAX_COMMAND_BYTES
 from tests.imports.support import finished_job, jsonl
 from tests.support.api import Client, sign_up
 from tests.support.polling import eventually
@@ -26,11 +27,19 @@ def _lines(count: int) -> tuple[list[object], dict[int, str]]:
     lines[2000] = ["not", "an", "object"]
     lines[2400] = {"title": "ok", "status": "done"}
     lines[2401] = ""  # blank lines are skipped, their number still counts
+    lines[2100] = '{"title": ' + "[" * 5_000 + "]" * 5_000 + "}"  # nested far deeper than a parser goes
+    lines[2200] = {"title": {"nested": "object"}}
+    lines[2300] = '{"title": "a\\ud800b"}'  # a lone surrogate, which no UTF-8 text holds
+    lines[2350] = {"title": "n\u0000ul"}
     bad = {
         5: "not valid JSON",
         10: "unknown field(s): owner_id",
         1500: "title",
         2001: "not a JSON object",
+        2101: "not valid JSON: nested too deeply",
+        2201: "title: must be text",
+        2301: "text must be valid Unicode",
+        2351: "",
         2401: "status",
     }
     return lines, bad
@@ -40,6 +49,13 @@ async def _in_pieces(data: bytes, size: int = 4096) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
         await asyncio.sleep(0)
+
+
+async def _slowly(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
+    """An upload that lasts a while (about half a second): its import is under way meanwhile."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+        await asyncio.sleep(0.01)
 
 
 async def test_a_streamed_json_lines_upload_is_imported(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
@@ -59,12 +75,32 @@ async def test_a_streamed_json_lines_upload_is_imported(http: httpx.AsyncClient,
         lambda r: r.status_code == 200 and r.json()["state"] == "completed",
     )
     shown = status.json()
-    assert (shown["applied"], shown["rejected"], shown["chunks_done"], shown["total_chunks"]) == (2_494, 5, 3, 3)
+    assert (shown["applied"], shown["rejected"], shown["chunks_done"], shown["total_chunks"]) == (2_490, 9, 3, 3)
     assert [e["row"] for e in shown["errors"]] == sorted(bad)
     for error in shown["errors"]:
         assert error["error"].startswith(bad[error["row"]]), error
     listed = await http.get("/api/v1/items?limit=1", headers=owner.headers)
-    assert listed.json()["count"] == 2_494
+    assert listed.json()["count"] == 2_490
+
+
+async def test_chunks_stay_within_a_mebibyte_and_uploads_per_caller_are_bounded(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    owner = await sign_up(http)
+    lines = [{"title": f"long {n}", "description": "d" * 9_000} for n in range(400)]  # 3.6 MB in 400 rows
+    async with tap_commands() as tap:
+        response = await http.post("/api/v1/imports", content=jsonl(lines), headers={**owner.headers, **NDJSON})
+        assert response.status_code == 202, response.text
+        assert response.json()["chunks"] == 4  # by bytes, not by rows (1,000)
+        chunks = await tap.drain()
+    assert [len(chunk.body) <= MAX_COMMAND_BYTES for chunk in chunks] == [True] * 4
+    await finished_job(primary, uuid.UUID(response.json()["import_id"]))
+
+    slow = [_slowly(jsonl([{"title": "slow"}] * 2_000)) for _ in range(3)]
+    answers = await asyncio.gather(
+        *(http.post("/api/v1/imports", content=body, headers={**owner.headers, **NDJSON}) for body in slow)
+    )
+    assert sorted(answer.status_code for answer in answers) == [202, 202, 429]  # MAX_UPLOADS_PER_CALLER
 
 
 async def test_another_users_import_is_404(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:

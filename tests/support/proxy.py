@@ -64,3 +64,50 @@ class TcpProxy:
                 await writer.drain()
         writer.close()
         self._writers.discard(writer)
+
+
+COMMIT = b"Q\x00\x00\x00\x0cCOMMIT;\x00"  # the simple-protocol query asyncpg sends to commit
+
+
+class LosesCommitAcks(TcpProxy):
+    """A proxy to PostgreSQL that, once armed, forwards the next COMMIT and then cuts that
+    connection instead of forwarding the answer: the transaction commits, its client never learns it."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self._armed = threading.Event()
+        self.acks_lost = 0
+
+    def arm(self) -> None:
+        self._armed.set()
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_writer.close()
+            return
+        committing = asyncio.Event()
+
+        async def to_server() -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await client_reader.read(65536):
+                    if self._armed.is_set() and COMMIT in data:
+                        self._armed.clear()
+                        committing.set()
+                    upstream_writer.write(data)
+                    await upstream_writer.drain()
+            upstream_writer.close()
+
+        async def to_client() -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await upstream_reader.read(65536):
+                    if committing.is_set():  # PostgreSQL answered the COMMIT: that answer is lost
+                        self.acks_lost += 1
+                        break
+                    client_writer.write(data)
+                    await client_writer.drain()
+            client_writer.close()
+            upstream_writer.close()
+
+        await asyncio.gather(to_server(), to_client())

@@ -19,6 +19,13 @@ class Tap:
         declared = await self.queue.channel.declare_queue(self.queue.name, passive=True)
         return int(declared.declaration_result.message_count or 0)
 
+    async def drain(self) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """The messages published so far, taken off the tap."""
+        taken = []
+        while (message := await self.queue.get(no_ack=True, fail=False)) is not None:
+            taken.append(message)
+        return taken
+
 
 @asynccontextmanager
 async def tap_commands() -> AsyncIterator[Tap]:

@@ -1,14 +1,15 @@
 """Commands published straight onto the bus: duplicates have one effect, poison is dead-lettered."""
 
 import uuid
+from typing import Any
 
 import asyncpg
 
 from shared.topology import DEAD_LETTER_QUEUE_NAME
+from tests.security.helpers import peek_queue
 from tests.support.api import sign_up
 from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
-from tests.support.processes import queue_info
 
 
 async def test_the_same_command_published_twice_creates_one_row(http, primary: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
@@ -35,18 +36,35 @@ async def test_the_same_command_published_twice_creates_one_row(http, primary: a
 
 async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_rest_applied(http, primary) -> None:  # type: ignore[no-untyped-def]
     owner = await sign_up(http)
-    before = queue_info(DEAD_LETTER_QUEUE_NAME).get("messages", 0)
     good = [
         command_message({"owner_id": owner.id, "title": f"good {i}"}, actor=f"user:{owner.id}", owner=str(owner.id))
         for i in range(5)
     ]
     poison = command_message(b"{not json", actor=f"user:{owner.id}", owner=str(owner.id))
-    await publish([("item.create", good[0]), ("item.create", poison), *[("item.create", m) for m in good[1:]]])
+    nul = command_message({"owner_id": owner.id, "title": "a\u0000b"}, actor=f"user:{owner.id}", owner=str(owner.id))
+    await publish([("item.create", good[0]), ("item.create", poison), ("item.create", nul)]
+                  + [("item.create", m) for m in good[1:]])  # fmt: skip
     await eventually(
         lambda: primary.fetchval("SELECT count(*) FROM item WHERE owner_id = $1", owner.id), lambda n: n == 5
     )
-    await eventually(lambda: _dead_letters(), lambda n: n == before + 1)
+    for message, reason in ((poison, "invalid item.create body"), (nul, "title")):
+        command_id = uuid.UUID(message.message_id)
+        recorded = await eventually(
+            lambda command_id=command_id: primary.fetchrow(
+                "SELECT status, detail, actor FROM command WHERE command_id = $1", command_id
+            ),
+            lambda row: row is not None,
+        )
+        assert (recorded["status"], recorded["actor"]) == ("dead_lettered", f"user:{owner.id}")
+        assert reason in recorded["detail"]
+        dead = await eventually(
+            lambda message=message: _dead_letter(message.message_id), lambda found: found is not None
+        )
+        assert reason in dead["properties"]["headers"]["x-death-reason"]
+    assert "a\x00b" not in (await primary.fetchval("SELECT detail FROM command WHERE command_id = $1",
+                                                   uuid.UUID(nul.message_id)))  # fmt: skip
 
 
-async def _dead_letters() -> int:
-    return int(queue_info(DEAD_LETTER_QUEUE_NAME).get("messages", 0))
+async def _dead_letter(message_id: str | None) -> dict[str, Any] | None:
+    letters = peek_queue(DEAD_LETTER_QUEUE_NAME)
+    return next((m for m in letters if m["properties"].get("message_id") == message_id), None)

@@ -1,0 +1,101 @@
+"""Dead letters come back: once the cause is fixed, a replay or the client's retry applies the
+command once and its outcome is replaced; what a caller reads of a failure is words, not data."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.topology import DEAD_LETTER_QUEUE_NAME
+from tests.ops.cli import opengovfood
+from tests.security.helpers import peek_queue
+from tests.support.api import WAIT, Client, sign_up
+from tests.support.polling import eventually
+
+WORKER_ROLE = "opengovfood_worker"
+
+
+@pytest.fixture
+async def inserts_refused(primary: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
+    """The worker's role loses INSERT on item (a cause only the database sees), restored after."""
+    await primary.execute(f"REVOKE INSERT ON item FROM {WORKER_ROLE}")
+    try:
+        yield primary
+    finally:
+        await primary.execute(f"GRANT INSERT ON item TO {WORKER_ROLE}")
+
+
+async def _dead_letter(command_id: str) -> dict[str, Any] | None:
+    letters = peek_queue(DEAD_LETTER_QUEUE_NAME)
+    return next((m for m in letters if m["properties"].get("message_id") == command_id), None)
+
+
+async def _command(http: httpx.AsyncClient, client: Client, command_id: str) -> dict[str, Any]:
+    return dict((await http.get(f"/api/v1/commands/{command_id}", headers=client.headers)).json())
+
+
+async def _items(primary: asyncpg.Connection, title: str) -> int:
+    return int(await primary.fetchval("SELECT count(*) FROM item WHERE title = $1", title))
+
+
+async def test_after_the_cause_is_fixed_a_replay_and_a_retry_apply_once(
+    http: httpx.AsyncClient, inserts_refused: asyncpg.Connection
+) -> None:
+    primary = inserts_refused
+    client = await sign_up(http)
+    retried, replayed = f"retried {uuid.uuid4().hex}", f"replayed {uuid.uuid4().hex}"
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await http.post("/api/v1/items", json={"title": retried}, headers={**client.headers, **WAIT, **key})
+    parked = await http.post("/api/v1/items", json={"title": replayed}, headers={**client.headers, **WAIT})
+    for answer in (first, parked):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"]
+        assert "permission" in answer.json()["detail"]  # words: the kind of failure, never the row
+    retried_id, replayed_id = first.json()["command_id"], parked.json()["command_id"]
+    assert (await _command(http, client, replayed_id))["status"] == "dead_lettered"
+    letter = await eventually(lambda: _dead_letter(replayed_id), lambda found: found is not None)
+    assert "permission denied" in letter["properties"]["headers"]["x-death-reason"]  # the whole error, for operators
+    again = await http.post("/api/v1/items", json={"title": retried}, headers={**client.headers, **WAIT, **key})
+    assert again.status_code == 503  # the cause is still there: dead-lettered again, not answered from the past
+
+    await primary.execute(f"GRANT INSERT ON item TO {WORKER_ROLE}")
+    fixed = await http.post("/api/v1/items", json={"title": retried}, headers={**client.headers, **WAIT, **key})
+    assert fixed.status_code == 201, fixed.text
+    opengovfood("deadletters", "replay", replayed_id)
+    outcome = await eventually(lambda: _command(http, client, replayed_id), lambda seen: seen["status"] == "applied")
+    assert outcome["resource_id"] is not None
+    assert (await _command(http, client, retried_id))["status"] == "applied"
+    assert await _items(primary, retried) == await _items(primary, replayed) == 1
+    retry_again = await http.post("/api/v1/items", json={"title": retried}, headers={**client.headers, **WAIT, **key})
+    assert retry_again.json()["id"] == fixed.json()["id"]  # applied once: now the key answers that outcome
+
+
+async def test_a_failure_shows_its_caller_the_rule_broken_not_the_values(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """A rule only the database knows (a trigger naming the value it refuses): the 503 and
+    GET /commands say which rule, the dead-letter header keeps PostgreSQL's whole message."""
+    client = await sign_up(http)
+    secret = f"secret-{uuid.uuid4().hex}"
+    await primary.execute(
+        f"""CREATE OR REPLACE FUNCTION refuse_secret() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.title = '{secret}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
+        RETURN NEW; END $$"""
+    )
+    await primary.execute(
+        "CREATE TRIGGER refuse_secret BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION refuse_secret()"
+    )
+    try:
+        answer = await http.post("/api/v1/items", json={"title": secret}, headers={**client.headers, **WAIT})
+    finally:
+        await primary.execute("DROP TRIGGER refuse_secret ON item")
+    assert answer.status_code == 503
+    command_id = answer.json()["command_id"]
+    shown = [answer.text, str(await _command(http, client, command_id))]
+    assert all(secret not in text for text in shown)
+    assert "trigger" in answer.json()["detail"]
+    letter = await eventually(lambda: _dead_letter(command_id), lambda found: found is not None)
+    assert secret in letter["properties"]["headers"]["x-death-reason"]
