@@ -6,15 +6,16 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from gateway.deps import ServicesDep
+from gateway.schemas import Liveness, Readiness, SystemStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
 EXPECTED_TABLES = ("user", "item", "command")
 
 
-@router.get("/live")
-async def live() -> dict[str, str]:
+@router.get("/live", operation_id="health-live")
+async def live() -> Liveness:
     """The process is up."""
-    return {"status": "ok"}
+    return Liveness()
 
 
 async def _has_tables(factory: Any) -> bool:
@@ -27,8 +28,12 @@ async def _has_tables(factory: Any) -> bool:
         return False
 
 
-@router.get("/ready")
-async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
+@router.get(
+    "/ready",
+    operation_id="health-ready",
+    responses={503: {"model": Readiness, "description": "The broker, the replica or the primary is unreachable"}},
+)
+async def ready(services: ServicesDep, response: Response) -> Readiness:
     """503 only when the broker, the replica or the primary (for fallbacks) is unreachable.
 
     A stopped worker does not make the gateway unready: commands wait safely in their queues.
@@ -41,15 +46,15 @@ async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
     healthy = all(checks.values())
     response.status_code = 200 if healthy else 503
     lag = None
-    if checks["replica"] and checks["primary"]:
+    if healthy:
         try:
             lag = await services.status.replica_lag()
         except Exception:
             lag = None
-    return {"status": "ok" if healthy else "unavailable", "checks": checks, "replica_lag": lag}
+    return Readiness(status="ok" if healthy else "unavailable", checks=checks, replica_lag=lag)
 
 
-@router.get("/status")
-async def status(services: ServicesDep) -> dict[str, Any]:
+@router.get("/status", operation_id="health-status")
+async def status(services: ServicesDep) -> SystemStatus:
     """The whole system: replica lag, queue depth and consumers, dead letters; `degraded` or `ok`."""
-    return await services.status.report()
+    return SystemStatus.model_validate(await services.status.report())

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from gateway.schemas import ItemCreate, LoginForm, PasswordChange, UserCreate, UserUpdateMe
 from shared.contracts import commands, fields, imports, versions
 from shared.contracts.base import CommandBody
 from shared.contracts.fields import REASONS
@@ -60,14 +61,15 @@ def _text_fields(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
                 yield name, get_args(option)[1:]
 
 
-def test_every_text_field_of_the_wire_contract_refuses_nul() -> None:
+def test_every_text_field_of_the_wire_contract_and_the_http_bodies_refuses_nul() -> None:
     """A str field without one of the shared patterns would let NUL through to PostgreSQL."""
-    models = [
+    bodies = [
         body
         for module in (commands, imports, versions)
         for body in vars(module).values()
         if isinstance(body, type) and issubclass(body, CommandBody) and body is not CommandBody
     ]
+    models = [*bodies, UserCreate, UserUpdateMe, PasswordChange, LoginForm, ItemCreate]
     checked = 0
     for model in models:
         for name, metadata in _text_fields(model):
@@ -75,7 +77,7 @@ def test_every_text_field_of_the_wire_contract_refuses_nul() -> None:
             assert patterns, f"{model.__name__}.{name} takes any text"
             assert all(re.search(pattern, "\x00") is None for pattern in patterns)
             checked += 1
-    assert checked >= 5
+    assert checked >= 10
 
 
 @pytest.mark.parametrize(
