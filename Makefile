@@ -43,7 +43,7 @@ lint: install  ## ruff and mypy
 
 docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
 	$(VENV)/bin/faststream docs gen shared.contracts.asyncapi:app --yaml --out docs/asyncapi.yaml
-	$(PY) -m gateway.routes.docs docs
+	$(PY) -m gateway.openapi docs
 
 bench: install services  ## Load the system, print one table beside raw baselines (BENCH_ARGS=--quick: ~1 min)
 	$(PY) -m bench.run $(BENCH_ARGS)

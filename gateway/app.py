@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiormq.exceptions import ChannelAccessRefused
 from fastapi import APIRouter, FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
 
+from gateway import apidoc, problems
 from gateway.bus import CommandBus
 from gateway.consistency import ConsistencyHeaders, Reads
 from gateway.deps import Services
 from gateway.limits import EdgeLimits, RateLimits
 from gateway.metrics import instrument
-from gateway.problems import http_exception_handler, validation_exception_handler
 from gateway.recent_users import RecentUsers
 from gateway.routes import activity, commands, docs, health, imports, items, login, users
 from gateway.security import Passwords
@@ -101,12 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await replica.dispose()
             await primary.dispose()
 
-    app = FastAPI(title="OpenGov-Food", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title="OpenGov-Food", lifespan=lifespan)
+    apidoc.install(app)
     app.add_middleware(ConsistencyHeaders)
     app.state.limits = RateLimits(settings)
     app.add_middleware(EdgeLimits, settings=settings, rate_limits=app.state.limits)  # 413 / 429 first
-    app.add_exception_handler(HTTPException, http_exception_handler)
-    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+    problems.install(app)
     api = APIRouter(prefix="/api/v1")
     for module in (login, users, items, commands, imports, activity):
         api.include_router(module.router)

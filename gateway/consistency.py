@@ -1,27 +1,34 @@
-"""Read-your-writes: consistency tokens are WAL positions; reads wait for the replica or use the primary."""
+"""Read-your-writes: consistency tokens are WAL positions; reads wait for the replica or use the primary.
+
+A request waits for the replica at most once, for at most CONSISTENCY_WAIT: its first wait starts the
+clock and every later read of the same request uses what is left (then the primary, at once).
+"""
 
 import asyncio
 import contextlib
-import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.problems import Problem
+from gateway.wal import PrimaryPosition, ReplicaWatermark
 from shared.db import ReadSession, read_sessionmaker
-
-log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Consistency-Token"
 SERVED_BY_HEADER = "X-Served-By"
-# Per request, which database answered its reads ("replica" or "primary"); shown to the client.
-served_by: ContextVar[list[str] | None] = ContextVar("served_by", default=None)
-_LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+_LSN = re.compile(TOKEN_PATTERN)
+# Concurrent fallback reads on the primary, out of its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW): the
+# rest stays free for the reads that must be there, whoever floods the fallbacks.
+FALLBACK_SLOTS = 4
+SLOT_WAIT_FLOOR_S = 0.1
 T = TypeVar("T")
 
 
@@ -30,51 +37,19 @@ def parse_token(value: str) -> int:
     match = _LSN.match(value.strip())
     if not match:
         raise ValueError("a consistency token looks like 0/16B3748")
-    return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
+    high, low = value.strip().split("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
-class ReplicaWatermark:
-    """How far the replica has replayed; one poller serves every waiting request."""
+@dataclass
+class RequestReads:
+    """One request's reads: which databases answered, and when its one wait for the replica ends."""
 
-    def __init__(self, engine: AsyncEngine, interval_s: float = 0.002) -> None:
-        self.engine = engine
-        self.interval_s = interval_s
-        self.replayed = 0
-        self._waiters = 0
-        self._tick = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
+    served_by: list[str] = field(default_factory=list)
+    wait_ends: float | None = None
 
-    async def reached(self, lsn: int, timeout_s: float) -> bool:
-        """True once the replica has replayed past lsn, False if that takes longer than timeout_s."""
-        if self.replayed >= lsn:
-            return True
-        self._waiters += 1
-        try:
-            if self._poller is None or self._poller.done():
-                self._poller = asyncio.create_task(self._poll())
-            async with asyncio.timeout(timeout_s):
-                while self.replayed < lsn:
-                    await self._tick.wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            self._waiters -= 1
 
-    async def read_replayed(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(text("SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"))
-        return int(value) if value is not None else 2**63  # not a standby: nothing to wait for
-
-    async def _poll(self) -> None:
-        while self._waiters > 0:
-            try:
-                self.replayed = max(self.replayed, await self.read_replayed())
-            except Exception as error:  # replica down: waiters time out and use the primary
-                log.warning("replica replay position unavailable: %r", error)
-            tick, self._tick = self._tick, asyncio.Event()
-            tick.set()
-            await asyncio.sleep(self.interval_s)
+_request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=None)
 
 
 class Reads:
@@ -83,39 +58,79 @@ class Reads:
     def __init__(self, replica: AsyncEngine, primary: AsyncEngine, *, same: bool, wait_s: float) -> None:
         self.replica = read_sessionmaker(replica)
         self.primary = read_sessionmaker(primary)
-        self.watermark = None if same or replica.dialect.name != "postgresql" else ReplicaWatermark(replica)
+        standby = not same and replica.dialect.name == "postgresql"
+        self.watermark = ReplicaWatermark(replica) if standby else None
+        self.primary_position = PrimaryPosition(primary) if standby else None
         self.wait_s = wait_s
+        self._fallbacks = asyncio.Semaphore(FALLBACK_SLOTS)
 
-    async def sessionmaker_for(self, token: int | None) -> async_sessionmaker[ReadSession]:
-        use_replica = token is None or self.watermark is None
-        if not use_replica and self.watermark is not None and token is not None:
-            use_replica = await self.watermark.reached(token, self.wait_s)
-        self._note("replica" if use_replica else "primary")
-        return self.replica if use_replica else self.primary
+    async def on_replica(self, token: int | None) -> bool:
+        """Whether the replica shows everything up to token, within this request's one bounded wait.
 
-    @staticmethod
-    def _note(database: str) -> None:
-        noted = served_by.get()
-        if noted is not None:
-            noted.append(database)
+        A token the primary has not written either (not one this API gave out, or from before a
+        failover) goes to the primary at once: no replica would ever replay it.
+        """
+        watermark, primary = self.watermark, self.primary_position
+        if token is None or watermark is None or primary is None or watermark.replayed >= token:
+            return True
+        if await watermark.reached(token, self._wait_left(), readings=1):
+            return True
+        if not await primary.reached(token):
+            return False
+        return await watermark.reached(token, self._wait_left())
+
+    def _wait_left(self) -> float:
+        """Seconds this request may still wait for the replica (its first call starts the clock)."""
+        request = _request.get()
+        if request is None:
+            return self.wait_s
+        now = asyncio.get_running_loop().time()
+        if request.wait_ends is None:
+            request.wait_ends = now + self.wait_s
+        return request.wait_ends - now
 
     @contextlib.asynccontextmanager
     async def session(self, token: int | None) -> AsyncIterator[ReadSession]:
         """A read session that sees at least everything up to token."""
-        factory = await self.sessionmaker_for(token)
-        async with factory() as session:
+        if not await self.on_replica(token):
+            async with self._on_primary() as session:
+                yield session
+            return
+        _note("replica")
+        async with self.replica() as session:
             yield session
 
     async def find(self, token: int | None, query: Callable[[ReadSession], Awaitable[T | None]]) -> T | None:
         """A lookup whose miss is checked again on the primary: a miss on the replica may be lag."""
-        factory = await self.sessionmaker_for(token)
-        async with factory() as session:
-            found = await query(session)
-        if found is None and factory is not self.primary and self.watermark is not None:
-            self._note("primary")
-            async with self.primary() as session:
+        if await self.on_replica(token):
+            _note("replica")
+            async with self.replica() as session:
                 found = await query(session)
-        return found
+            if found is not None or self.watermark is None:
+                return found
+        async with self._on_primary() as session:
+            return await query(session)
+
+    @contextlib.asynccontextmanager
+    async def _on_primary(self) -> AsyncIterator[ReadSession]:
+        """A fallback read on the primary, in one of its few slots (503 when none frees up in time)."""
+        try:
+            async with asyncio.timeout(max(self._wait_left(), SLOT_WAIT_FLOOR_S)):
+                await self._fallbacks.acquire()
+        except TimeoutError:
+            raise Problem(503, "too many reads wait for the primary just now", headers={"Retry-After": "1"}) from None
+        try:
+            _note("primary")
+            async with self.primary() as session:
+                yield session
+        finally:
+            self._fallbacks.release()
+
+
+def _note(database: str) -> None:
+    request = _request.get()
+    if request is not None:
+        request.served_by.append(database)
 
 
 async def replayed_position(session: ReadSession) -> str:
@@ -134,8 +149,8 @@ class ConsistencyHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        noted: list[str] = []
-        served_by.set(noted)
+        request = RequestReads()
+        _request.set(request)
         token = Headers(scope=scope).get(TOKEN_HEADER)
 
         async def send_with_headers(message: Message) -> None:
@@ -143,8 +158,8 @@ class ConsistencyHeaders:
                 headers = MutableHeaders(scope=message)
                 if token and TOKEN_HEADER not in headers and message["status"] < 400:
                     headers[TOKEN_HEADER] = token
-                if noted:
-                    headers[SERVED_BY_HEADER] = noted[-1]
+                if request.served_by:
+                    headers[SERVED_BY_HEADER] = request.served_by[-1]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

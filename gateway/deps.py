@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from gateway import repository
 from gateway.bus import CommandBus
-from gateway.consistency import Reads, parse_token
+from gateway.consistency import TOKEN_PATTERN, Reads, parse_token
 from gateway.problems import Problem
 from gateway.recent_users import RecentUsers
 from gateway.security import Passwords, password_stamp, subject_of
@@ -40,22 +40,36 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def get_consistency_token(
-    x_consistency_token: Annotated[str | None, Header()] = None,
+    x_consistency_token: Annotated[
+        str | None,
+        Header(
+            pattern=TOKEN_PATTERN,
+            description="A token from an earlier answer: this request's reads see at least that write.",
+            examples=["0/16B3748"],
+        ),
+    ] = None,
 ) -> int | None:
-    if x_consistency_token is None:
-        return None
-    try:
-        return parse_token(x_consistency_token)
-    except ValueError as error:
-        raise Problem(400, f"X-Consistency-Token: {error}") from None
+    return parse_token(x_consistency_token) if x_consistency_token is not None else None
 
 
 TokenDep = Annotated[int | None, Depends(get_consistency_token)]
 
+# Any HTTP field value (RFC 9110 §5.5): only `wait` is read, anything else is ignored, never refused.
+FIELD_VALUE = r"^[\t\x20-\x7e\x80-\xff]*$"
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
 
-async def get_prefer_wait(services: ServicesDep, prefer: Annotated[str | None, Header()] = None) -> float | None:
+async def get_prefer_wait(
+    services: ServicesDep,
+    prefer: Annotated[
+        str | None,
+        Header(
+            json_schema_extra={"pattern": FIELD_VALUE},  # documented only: nothing else can be sent
+            description="`wait=N`: answer the outcome if it comes within N seconds (at most 10), else 202.",
+            examples=["wait=10"],
+        ),
+    ] = None,
+) -> float | None:
     """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
     match = _PREFER_WAIT.search(prefer or "")
     if not match:

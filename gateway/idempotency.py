@@ -31,7 +31,18 @@ class IdempotentRequest:
     fingerprint: str
 
 
-async def get_idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str | None:
+KEY_PATTERN = rf"^[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}$"
+
+
+async def get_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=KEY_PATTERN,
+            description="A retry with the same key and body answers the first request's outcome, applied once",
+        ),
+    ] = None,
+) -> str | None:
     if idempotency_key is None:
         return None
     if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():

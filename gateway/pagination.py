@@ -1,10 +1,23 @@
-"""Opaque keyset cursors for the newest-first item listing: (created_at, id) of the last row."""
+"""Opaque keyset cursors for the newest-first item listing: (created_at, id) of the last row; offsets."""
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import TypeAdapter, ValidationError
 
 from gateway.problems import Problem
+from shared.contracts.fields import Id
+
+# An offset costs a scan of every row it skips; past this, walk with the cursor instead.
+MAX_SKIP = 10_000
+Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description=f"rows to skip (at most {MAX_SKIP}: then use cursor)")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page (replaces skip)"),
+]
+_ID = TypeAdapter(Id)
 
 
 def encode_cursor(created_at: datetime, item_id: int) -> str:
@@ -13,11 +26,15 @@ def encode_cursor(created_at: datetime, item_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The position a cursor names; 422 for anything this API did not give out (ids past the Id bounds too)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, item_id = raw.rsplit("|", 1)
-        return datetime.fromisoformat(created_at), int(item_id)
-    except ValueError:
+        after = datetime.fromisoformat(created_at)
+        if after.tzinfo is None:
+            raise ValueError("a cursor's time has a zone")
+        return after, _ID.validate_python(int(item_id))
+    except (ValueError, ValidationError):
         raise Problem(422, "cursor: not a cursor this API gave out") from None
 
 

@@ -2,13 +2,47 @@
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from shared.contracts.fields import Description, Email, FullName, Status, Title
+from shared.contracts.fields import TEXT, Description, Email, FullName, Password, Status, Title
 from shared.models import CommandStatus
 
-Password = str  # checked by the Field constraints where it is used
+FormText = Annotated[str, StringConstraints(max_length=255, pattern=TEXT)]
+ITEM_EXAMPLE: dict[str, JsonValue] = {
+    "id": 7,
+    "title": "Buy flour",
+    "description": "2 kg, type 550",
+    "status": "pending",
+    "owner_id": 3,
+    "owner_full_name": "Ada Lovelace",
+    "created_at": "2026-11-29T10:15:00Z",
+    "updated_at": None,
+}
+USER_EXAMPLE: dict[str, JsonValue] = {
+    "id": 3,
+    "email": "ada@example.org",
+    "full_name": "Ada Lovelace",
+    "is_active": True,
+    "created_at": "2026-11-29T10:00:00Z",
+    "updated_at": None,
+}
+COMMAND_ID_EXAMPLE = "3f0c2b1e-7d4a-4c8e-9a51-2b6f0e9d1c44"
+
+
+def examples(*values: dict[str, JsonValue]) -> ConfigDict:
+    """A model config whose JSON schema shows these examples."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
+def _no_default(schema: dict[str, JsonValue]) -> None:
+    schema.pop("default", None)
+
+
+def omissible() -> Any:
+    """An update field that may be left out but not sent as null (its column is NOT NULL)."""
+    return Field(None, json_schema_extra=_no_default)
 
 
 class Body(BaseModel):
@@ -16,27 +50,46 @@ class Body(BaseModel):
 
 
 class UserCreate(Body):
+    model_config = examples({"email": "ada@example.org", "password": "correct horse battery", "full_name": "Ada"})
+
     email: Email
-    password: Password = Field(min_length=8, max_length=128)
+    password: Password = Field(min_length=8)
     full_name: FullName
 
 
 class UserUpdateMe(Body):
     """The password is changed with PUT /users/me/password, which asks for the current one."""
 
-    email: Email | None = None
-    full_name: FullName | None = None
+    model_config = examples({"full_name": "Ada King"})
+
+    email: Email = omissible()
+    full_name: FullName = omissible()
 
 
 class PasswordChange(Body):
     """PUT /users/me/password: the current password proves it is the user, not just their token."""
 
-    current_password: Password = Field(min_length=1, max_length=128)
-    new_password: Password = Field(min_length=8, max_length=128)
+    model_config = examples({"current_password": "correct horse battery", "new_password": "battery staple horse"})
+
+    current_password: Password = Field(min_length=1)
+    new_password: Password = Field(min_length=8)
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password grant (RFC 6749 §4.3) as a form: the username is the email."""
+
+    model_config = examples({"username": "ada@example.org", "password": "correct horse battery"})
+
+    grant_type: Annotated[str | None, Field(pattern="^password$")] = None
+    username: Annotated[FormText, Field(min_length=1)]
+    password: Password
+    scope: FormText = ""
+    client_id: FormText | None = None
+    client_secret: FormText | None = None
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [USER_EXAMPLE]})
 
     id: int
     email: str
@@ -47,19 +100,23 @@ class UserRead(BaseModel):
 
 
 class ItemCreate(Body):
+    model_config = examples({"title": "Buy flour", "description": "2 kg, type 550", "status": "pending"})
+
     title: Title
     description: Description | None = None
     status: Status = Status.PENDING
 
 
 class ItemUpdate(Body):
-    title: Title | None = None
+    model_config = examples({"status": "completed"})
+
+    title: Title = omissible()
     description: Description | None = None
-    status: Status | None = None
+    status: Status = omissible()
 
 
 class ItemRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [ITEM_EXAMPLE]})
 
     id: int
     title: str
@@ -72,6 +129,8 @@ class ItemRead(BaseModel):
 
 
 class ItemsPage(BaseModel):
+    model_config = examples({"data": [ITEM_EXAMPLE], "count": 1, "next_cursor": None})
+
     data: list[ItemRead]
     count: int
     next_cursor: str | None = None
@@ -79,6 +138,8 @@ class ItemsPage(BaseModel):
 
 class ItemStats(BaseModel):
     """The caller's items counted per status."""
+
+    model_config = examples({"pending": 2, "in_progress": 1, "completed": 4, "cancelled": 0, "total": 7})
 
     pending: int = 0
     in_progress: int = 0
@@ -90,11 +151,24 @@ class ItemStats(BaseModel):
 class Accepted(BaseModel):
     """202: the command is on the bus; follow Location to learn its outcome."""
 
+    model_config = examples({"command_id": COMMAND_ID_EXAMPLE, "status": "pending"})
+
     command_id: uuid.UUID
     status: CommandStatus = CommandStatus.PENDING
 
 
 class CommandRead(BaseModel):
+    model_config = examples(
+        {
+            "command_id": COMMAND_ID_EXAMPLE,
+            "name": "item.create",
+            "status": "applied",
+            "code": "created",
+            "resource_id": 7,
+            "applied_at": "2026-11-29T10:15:00Z",
+        }
+    )
+
     command_id: uuid.UUID
     name: str | None = None
     status: CommandStatus
@@ -105,5 +179,89 @@ class CommandRead(BaseModel):
 
 
 class AccessToken(BaseModel):
+    model_config = examples({"access_token": "eyJhbGciOiJIUzI1NiJ9.…", "token_type": "bearer"})
+
     access_token: str
     token_type: str = "bearer"
+
+
+class FieldError(BaseModel):
+    """Where a request was invalid (`["body", "title"]`) and why."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error as RFC 9457 application/problem+json; the members after `detail` appear where they apply."""
+
+    model_config = examples(
+        {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such item"},
+        {
+            "type": "about:blank",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": "body.title: String should have at most 100 characters",
+            "errors": [{"loc": ["body", "title"], "msg": "String should have at most 100 characters", "type": "x"}],
+        },
+    )
+
+    type: str = Field("about:blank", description="A URI reference naming the kind of problem")
+    title: str = Field(description="The HTTP status phrase")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="What went wrong, in words")
+    errors: list[FieldError] | None = Field(None, description="422: each invalid part of the request")
+    code: str | None = Field(None, description="A rejected command's outcome code (email_taken, not_found, …)")
+    command_id: uuid.UUID | None = Field(None, description="503 on a write: the command, which may still apply")
+    import_id: uuid.UUID | None = Field(None, description="503 on an import: the import, parts of which may apply")
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReplicaLag(BaseModel):
+    """WAL bytes the replica has not replayed, and seconds behind (0 when caught up)."""
+
+    bytes: int
+    seconds: float
+    paused: bool
+
+
+class Readiness(BaseModel):
+    model_config = examples(
+        {
+            "status": "ok",
+            "checks": {"broker": True, "replica": True, "primary": True},
+            "replica_lag": {"bytes": 0, "seconds": 0.0, "paused": False},
+        }
+    )
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool]
+    replica_lag: ReplicaLag | None = None
+
+
+class QueueFigures(BaseModel):
+    name: str
+    messages: int | None
+    consumers: int | None
+
+
+class SystemStatus(BaseModel):
+    model_config = examples(
+        {
+            "status": "ok",
+            "problems": [],
+            "replica_lag": {"bytes": 0, "seconds": 0.0, "paused": False},
+            "command_queues": [{"name": "opengovfood.commands.p0", "messages": 0, "consumers": 1}],
+            "dead_letters": 0,
+        }
+    )
+
+    status: Literal["ok", "degraded"]
+    problems: list[str]
+    replica_lag: ReplicaLag | None
+    command_queues: list[QueueFigures]
+    dead_letters: int | None

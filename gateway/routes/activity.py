@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
+from gateway.schemas import examples
 from shared.contracts.headers import Actor
 from shared.db import ReadSession
 from shared.models import Command, CommandStatus
@@ -34,6 +35,23 @@ class ActivityEntry(BaseModel):
 
 
 class Activity(BaseModel):
+    model_config = examples(
+        {
+            "data": [
+                {
+                    "command_id": "3f0c2b1e-7d4a-4c8e-9a51-2b6f0e9d1c44",
+                    "name": "item.update",
+                    "status": "applied",
+                    "code": "updated",
+                    "resource_id": 7,
+                    "changes": {"status": "completed"},
+                    "received_at": "2026-11-29T10:15:00Z",
+                    "applied_at": "2026-11-29T10:15:00Z",
+                }
+            ]
+        }
+    )
+
     data: list[ActivityEntry]
 
 
@@ -43,7 +61,7 @@ async def list_activity(session: ReadSession, actor: str, limit: int) -> Sequenc
     return (await session.scalars(query)).all()
 
 
-@router.get("/me/activity", response_model=Activity)
+@router.get("/me/activity", operation_id="users-me-activity")
 async def my_activity(
     user: CurrentUser,
     services: ServicesDep,

@@ -23,7 +23,11 @@ def _is_callers(command: Command, user: User) -> bool:
     return command.name == CommandName.USER_CREATE and command.resource_id == user.id
 
 
-@router.get("/{command_id}", response_model=CommandRead)
+@router.get(
+    "/{command_id}",
+    operation_id="commands-read",
+    responses={404: {"description": "Another actor's command"}},
+)
 async def read_command(
     command_id: uuid.UUID, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
 ) -> CommandRead:

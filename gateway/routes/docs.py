@@ -1,10 +1,7 @@
 """The AsyncAPI document, as YAML, JSON and a plain HTML page rendered here (offline: no CDN, no script)."""
 
-import json
-import sys
 from functools import lru_cache
 from html import escape
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -106,21 +103,3 @@ async def asyncapi_json() -> JSONResponse:
 @router.get("/asyncapi.yaml")
 async def asyncapi_yaml_file() -> PlainTextResponse:
     return PlainTextResponse(asyncapi_yaml(), media_type="application/yaml")
-
-
-def openapi_json() -> str:
-    """The gateway's OpenAPI document, as written to docs/openapi.json."""
-    from gateway.app import create_app
-
-    return json.dumps(create_app().openapi(), indent=2, sort_keys=False) + "\n"
-
-
-def main() -> None:
-    """`python -m gateway.routes.docs DIR`: write DIR/openapi.json (asyncapi.yaml: `faststream docs gen`)."""
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "openapi.json").write_text(openapi_json(), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,55 +1,100 @@
 """Liveness, readiness (what the gateway itself needs) and the status of the whole system."""
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import text
 
-from gateway.deps import ServicesDep
+from gateway.deps import Services, ServicesDep
+from gateway.schemas import Liveness, Readiness, SystemStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
 EXPECTED_TABLES = ("user", "item", "command")
+CHECK_TTL_S = 1.0  # a probe every few ms costs the databases one query per check per second at most
+CHECK_TIMEOUT_S = 2.0  # a hung database is "unreachable" after this, so readiness says so within seconds
 
 
-@router.get("/live")
-async def live() -> dict[str, str]:
+class CachedChecks:
+    """Each check runs at most once per CHECK_TTL_S, whoever asks; callers arriving meanwhile share the run."""
+
+    def __init__(self, ttl_s: float = CHECK_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._runs: dict[str, tuple[float, asyncio.Task[Any]]] = {}
+
+    async def result(self, name: str, check: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        run = self._runs.get(name)
+        if run is None or (run[1].done() and now - run[0] >= self.ttl_s):
+            run = (now, asyncio.create_task(_bounded(check)))
+            self._runs[name] = run
+        return await asyncio.shield(run[1])
+
+
+async def _bounded(check: Callable[[], Awaitable[Any]]) -> Any:
+    """The check's answer, or None when it fails or takes longer than CHECK_TIMEOUT_S."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await check()
+    except Exception:
+        return None
+
+
+def get_checks(request: Request) -> CachedChecks:
+    """This app's cache of readiness checks (one per process, made on first use)."""
+    state = request.app.state
+    if getattr(state, "ready_checks", None) is None:
+        state.ready_checks = CachedChecks()
+    checks: CachedChecks = state.ready_checks
+    return checks
+
+
+ChecksDep = Annotated[CachedChecks, Depends(get_checks)]
+
+
+@router.get("/live", operation_id="health-live")
+async def live() -> Liveness:
     """The process is up."""
-    return {"status": "ok"}
+    return Liveness()
 
 
 async def _has_tables(factory: Any) -> bool:
-    try:
-        async with factory() as session:
-            for table in EXPECTED_TABLES:
-                await session.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
-        return True
-    except Exception:
-        return False
+    async with factory() as session:
+        for table in EXPECTED_TABLES:
+            await session.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
+    return True
 
 
-@router.get("/ready")
-async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
+async def _ready_checks(services: Services, checks: CachedChecks) -> dict[str, bool]:
+    """The broker connection (known in memory), and each database (a query, cached)."""
+    replica, primary = await asyncio.gather(
+        checks.result("replica", lambda: _has_tables(services.reads.replica)),
+        checks.result("primary", lambda: _has_tables(services.reads.primary)),
+    )
+    return {"broker": services.bus.publisher.is_connected, "replica": bool(replica), "primary": bool(primary)}
+
+
+@router.get(
+    "/ready",
+    operation_id="health-ready",
+    responses={503: {"model": Readiness, "description": "The broker, the replica or the primary is unreachable"}},
+)
+async def ready(services: ServicesDep, checks: ChecksDep, response: Response) -> Readiness:
     """503 only when the broker, the replica or the primary (for fallbacks) is unreachable.
 
-    A stopped worker does not make the gateway unready: commands wait safely in their queues.
+    A stopped worker does not make the gateway unready: commands wait safely in their queues. Each
+    check is cached for a second, so probes cost the databases next to nothing.
     """
-    checks = {
-        "broker": services.bus.publisher.is_connected,
-        "replica": await _has_tables(services.reads.replica),
-        "primary": await _has_tables(services.reads.primary),
-    }
-    healthy = all(checks.values())
+    found = await _ready_checks(services, checks)
+    healthy = all(found.values())
     response.status_code = 200 if healthy else 503
-    lag = None
-    if checks["replica"] and checks["primary"]:
-        try:
-            lag = await services.status.replica_lag()
-        except Exception:
-            lag = None
-    return {"status": "ok" if healthy else "unavailable", "checks": checks, "replica_lag": lag}
+    lag = await checks.result("replica_lag", services.status.replica_lag) if healthy else None
+    return Readiness(status="ok" if healthy else "unavailable", checks=found, replica_lag=lag)
 
 
-@router.get("/status")
-async def status(services: ServicesDep) -> dict[str, Any]:
+@router.get("/status", operation_id="health-status")
+async def status(services: ServicesDep) -> SystemStatus:
     """The whole system: replica lag, queue depth and consumers, dead letters; `degraded` or `ok`."""
-    return await services.status.report()
+    return SystemStatus.model_validate(await services.status.report())

@@ -3,6 +3,7 @@
 import tempfile
 import uuid
 from datetime import datetime
+from itertools import permutations
 from pathlib import Path
 from typing import Annotated
 
@@ -11,20 +12,26 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from gateway.apidoc import header, link
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.limits import get_limits
 from gateway.problems import Problem
+from gateway.schemas import examples
+from shared.contracts.fields import SPACE
 from shared.db import ReadSession
-from shared.importer import CONTENT_TYPES, SourceError, publish_import
+from shared.importer import CONTENT_TYPES, CSV_TYPE, JSONL_TYPE, SourceError, publish_import
 from shared.models import ImportJob, ImportState
 from shared.publishing import NotConfirmed
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 RETRY_AFTER_S = "2"
+IMPORT_ID_EXAMPLE = "9b2e4f6a-1c3d-4e5f-8a7b-0c1d2e3f4a5b"
 
 
 class ImportAccepted(BaseModel):
     """202: every chunk is on the bus; follow Location for the progress."""
+
+    model_config = examples({"import_id": IMPORT_ID_EXAMPLE, "rows": 2, "chunks": 1, "state": "pending"})
 
     import_id: uuid.UUID
     rows: int
@@ -39,6 +46,22 @@ class RowError(BaseModel):
 
 class ImportRead(BaseModel):
     """An import's progress: `completed` once every chunk is applied."""
+
+    model_config = examples(
+        {
+            "import_id": IMPORT_ID_EXAMPLE,
+            "state": "completed",
+            "total_chunks": 1,
+            "chunks_done": 1,
+            "applied": 1,
+            "rejected": 1,
+            "errors": [
+                {"row": 3, "error": "status: Input should be 'pending', 'in_progress', 'completed' or 'cancelled'"}
+            ],
+            "created_at": "2026-11-29T10:15:00Z",
+            "updated_at": "2026-11-29T10:15:01Z",
+        }
+    )
 
     import_id: uuid.UUID
     state: ImportState
@@ -71,17 +94,51 @@ async def _spool(request: Request, path: Path, cap: int) -> None:
         raise Problem(413, f"an import may be at most {cap} bytes") from None
 
 
+# What shared/importer.py reads as a file of rows (else 422): a CSV header naming title and
+# optionally description and status, then a row; JSON Lines with a line that is not blank. A bad
+# row is no 422 but a rejected row of the import. tests/unit/test_upload_patterns.py holds them to it.
+_COLUMNS = ("title", "description", "status")
+_CSV_HEADERS = "|".join(
+    sorted(",".join(names) for n in (1, 2, 3) for names in permutations(_COLUMNS, n) if "title" in names)
+)
+UPLOAD_PATTERNS = {
+    CSV_TYPE: rf"^\ufeff?({_CSV_HEADERS})\r?\n[\s\S]*[^\r\n][\s\S]*$",
+    JSONL_TYPE: rf"^[\s\S]*[^{SPACE}\ufeff][\s\S]*$",
+}
+UPLOAD_EXAMPLES = {
+    CSV_TYPE: "title,description,status\nBuy flour,2 kg,pending\nBake bread,,in_progress\n",
+    JSONL_TYPE: '{"title": "Buy flour", "description": "2 kg"}\n{"title": "Bake bread"}\n',
+}
+
+
 @router.post(
     "",
+    operation_id="imports-create",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ImportAccepted,
-    openapi_extra={"requestBody": {"content": {t: {"schema": {"type": "string"}} for t in CONTENT_TYPES}}},
+    responses={
+        202: {
+            "headers": {"Location": header("ImportLocation")},
+            "links": {"progress": link("imports-read", import_id="$response.body#/import_id")},
+        },
+        415: {"description": "Neither text/csv nor application/x-ndjson"},
+        422: {"description": "The file cannot be read as rows (the header, the encoding)"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                t: {"schema": {"type": "string", "pattern": UPLOAD_PATTERNS[t]}, "example": UPLOAD_EXAMPLES[t]}
+                for t in CONTENT_TYPES
+            },
+        }
+    },
 )
 async def upload(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    content_type: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Import items for the caller from text/csv (header title,description,status) or application/x-ndjson."""
     fmt = CONTENT_TYPES.get((content_type or "").split(";")[0].strip().lower())
@@ -113,7 +170,7 @@ async def _get_job(session: ReadSession, import_id: uuid.UUID) -> ImportJob | No
     return await session.get(ImportJob, import_id)
 
 
-@router.get("/{import_id}", response_model=ImportRead)
+@router.get("/{import_id}", operation_id="imports-read", responses={404: {"description": "Another user's import"}})
 async def read_import(import_id: uuid.UUID, user: CurrentUser, services: ServicesDep, token: TokenDep) -> ImportRead:
     """`pending` until the worker has applied a first chunk; another user's import is 404."""
     job = await services.reads.find(token, lambda session: _get_job(session, import_id))

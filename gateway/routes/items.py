@@ -2,24 +2,29 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from sqlalchemy import Row
 
 from gateway import repository
+from gateway.apidoc import header, link, write_answers
 from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep, TokenDep
 from gateway.idempotency import IdempotencyKeyDep
-from gateway.pagination import decode_cursor, next_cursor
+from gateway.pagination import Cursor, Skip, decode_cursor, next_cursor
 from gateway.problems import Problem
-from gateway.schemas import Accepted, ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
+from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
 from gateway.writes import Resource, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, UpdateItem
+from shared.contracts.fields import ETag, Id, SearchText
 from shared.db import ReadSession
 from shared.etag import item_etag
 from shared.models import ItemStatus
 
 router = APIRouter(prefix="/items", tags=["items"])
-ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Accepted: the command is queued"}}
 NOT_FOUND = "no such item"
+MISSING = "No such item of yours (another user's item is missing too)"
+ItemId = Annotated[Id, Path(description="The item's id")]
+CREATED = {verb: link(f"items-{verb}", item_id="$response.body#/id") for verb in ("read", "update", "delete")}
+IfMatch = Annotated[ETag | None, Header(description="Apply only if the item's ETag is still one of these (else 412)")]
 
 
 def _resource(owner_id: int) -> Resource:
@@ -42,7 +47,15 @@ async def _owned_item(services: ServicesDep, token: int | None, item_id: int, ow
     return item
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={201: {"model": ItemRead}, **ACCEPTED})
+@router.post(
+    "",
+    operation_id="items-create",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(
+        201, ItemRead, {403: "The caller is not active", 404: "The caller is gone"}, etag=True, links=CREATED
+    ),
+)
 async def create_item(
     body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
@@ -53,16 +66,16 @@ async def create_item(
     )  # fmt: skip
 
 
-@router.get("", response_model=ItemsPage)
+@router.get("", operation_id="items-list")
 async def list_items(
     user: CurrentUser,
     services: ServicesDep,
     token: TokenDep,
-    skip: Annotated[int, Query(ge=0)] = 0,
+    skip: Skip = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     status: ItemStatus | None = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=100, description="title contains (any case)")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page (replaces skip)")] = None,
+    q: Annotated[SearchText | None, Query(description="title contains (any case)")] = None,
+    cursor: Cursor = None,
 ) -> ItemsPage:
     """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
     after = decode_cursor(cursor) if cursor else None
@@ -73,7 +86,7 @@ async def list_items(
     return ItemsPage(data=items, count=count, next_cursor=next_cursor(list(rows), limit))
 
 
-@router.get("/stats", response_model=ItemStats)
+@router.get("/stats", operation_id="items-stats")
 async def item_stats(user: CurrentUser, services: ServicesDep, token: TokenDep) -> ItemStats:
     """How many of the caller's items are in each status."""
     async with services.reads.session(token) as session:
@@ -81,9 +94,13 @@ async def item_stats(user: CurrentUser, services: ServicesDep, token: TokenDep) 
     return ItemStats(**counts, total=sum(counts.values()))
 
 
-@router.get("/{item_id}", response_model=ItemRead)
+@router.get(
+    "/{item_id:int}",
+    operation_id="items-read",
+    responses={200: {"headers": {"ETag": header("ETag")}}, 404: {"description": MISSING}},
+)
 async def read_item(
-    item_id: int, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
+    item_id: ItemId, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
 ) -> ItemRead:
     """One of the caller's items, with its ETag for a later If-Match."""
     async with services.reads.session(token) as session:
@@ -94,16 +111,22 @@ async def read_item(
     return ItemRead.model_validate(item)
 
 
-@router.patch("/{item_id}", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": ItemRead}, **ACCEPTED})
+@router.patch(
+    "/{item_id:int}",
+    operation_id="items-update",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(200, ItemRead, {404: MISSING, 412: "If-Match: the item has changed since"}, etag=True),
+)
 async def update_item(
-    item_id: int,
+    item_id: ItemId,
     body: ItemUpdate,
     user: CurrentUser,
     services: ServicesDep,
     token: TokenDep,
     wait: PreferWaitDep,
     key: IdempotencyKeyDep,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     """Changes only the fields sent; with If-Match, only if the item is unchanged (else 412)."""
     await _owned_item(services, token, item_id, user.id)
@@ -114,15 +137,21 @@ async def update_item(
     )  # fmt: skip
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
+@router.delete(
+    "/{item_id:int}",
+    operation_id="items-delete",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(204, None, {404: MISSING, 412: "If-Match: the item has changed since"}),
+)
 async def delete_item(
-    item_id: int,
+    item_id: ItemId,
     user: CurrentUser,
     services: ServicesDep,
     token: TokenDep,
     wait: PreferWaitDep,
     key: IdempotencyKeyDep,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
 ) -> Response:
     await _owned_item(services, token, item_id, user.id)
     command = DeleteItem(item_id=item_id, **_precondition(if_match))

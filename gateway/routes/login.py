@@ -5,15 +5,14 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Request
 
 from gateway import repository
 from gateway.bus import BusUnavailable
 from gateway.deps import UNAUTHORIZED, Services, ServicesDep, TokenDep
 from gateway.limits import client_address, get_limits
 from gateway.problems import Problem
-from gateway.schemas import AccessToken
+from gateway.schemas import AccessToken, LoginForm
 from gateway.security import create_access_token
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
@@ -23,9 +22,13 @@ router = APIRouter(tags=["login"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/login/access-token", response_model=AccessToken)
+@router.post(
+    "/login/access-token",
+    operation_id="login",
+    responses={401: {"description": "Incorrect email or password"}, 403: {"description": "The user is not active"}},
+)
 async def login(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], services: ServicesDep, token: TokenDep
+    request: Request, form: Annotated[LoginForm, Form()], services: ServicesDep, token: TokenDep
 ) -> AccessToken:
     email = form.username.strip().lower()
     get_limits(request).login_account(client_address(request.scope, services.settings.trusted_proxy_hops), email)

@@ -1,16 +1,18 @@
 """Sign up, and the caller's own account."""
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from gateway import repository
+from gateway.apidoc import write_answers
 from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
 from gateway.idempotency import IdempotencyKeyDep, idempotent
 from gateway.problems import Problem
-from gateway.schemas import Accepted, PasswordChange, UserCreate, UserRead, UserUpdateMe
+from gateway.schemas import PasswordChange, UserCreate, UserRead, UserUpdateMe
 from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
+from shared.contracts.fields import Id
 from shared.contracts.headers import Actor
 from shared.db import ReadSession
 
@@ -23,10 +25,17 @@ async def _read_user(session: ReadSession, user_id: int) -> UserRead | None:
 
 
 USER = Resource(path=lambda user_id: f"/api/v1/users/{user_id}", read=_read_user)
-ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": Accepted, "description": "Accepted: the command is queued"}}
+GONE = "The caller is gone"
+EMAIL_TAKEN = "Another user has this email"
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses={201: {"model": UserRead}, **ACCEPTED})
+@router.post(
+    "",
+    operation_id="users-signup",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(201, UserRead, {409: EMAIL_TAKEN}),
+)
 async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep) -> Response:
     """Sign up: the password is hashed here (argon2id) and only the hash is published."""
     command = CreateUser(
@@ -43,20 +52,26 @@ async def sign_up(body: UserCreate, services: ServicesDep, wait: PreferWaitDep, 
     )  # fmt: skip
 
 
-@router.get("/me", response_model=UserRead)
+@router.get("/me", operation_id="users-me")
 async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.get("/{user_id}", response_model=UserRead)
-async def read_user(user_id: int, user: CurrentUser) -> UserRead:
+@router.get("/{user_id:int}", operation_id="users-read", responses={404: {"description": "Not the caller's own id"}})
+async def read_user(user_id: Annotated[Id, Path(description="The user's id")], user: CurrentUser) -> UserRead:
     """A user's own record by id; anyone else's is 404."""
     if user_id != user.id:
         raise Problem(404, "no such user")
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": UserRead}, **ACCEPTED})
+@router.patch(
+    "/me",
+    operation_id="users-update-me",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(200, UserRead, {404: GONE, 409: EMAIL_TAKEN}),
+)
 async def update_me(
     body: UserUpdateMe, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
@@ -67,7 +82,17 @@ async def update_me(
     )  # fmt: skip
 
 
-@router.put("/me/password", status_code=status.HTTP_202_ACCEPTED, responses={200: {"model": UserRead}, **ACCEPTED})
+@router.put(
+    "/me/password",
+    operation_id="users-change-password",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses={
+        **write_answers(200, UserRead, {404: GONE}),
+        400: {"description": "The new password is the current one"},
+        403: {"description": "The current password is not correct"},
+    },
+)
 async def change_password(
     body: PasswordChange, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep
 ) -> Response:
@@ -80,7 +105,13 @@ async def change_password(
     return await dispatch_as_caller(services, user.id, CommandName.USER_UPDATE, command, wait_s=wait, resource=USER)
 
 
-@router.delete("/me", status_code=status.HTTP_202_ACCEPTED, responses={204: {}, **ACCEPTED})
+@router.delete(
+    "/me",
+    operation_id="users-delete-me",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=None,
+    responses=write_answers(204, None, {404: GONE}),
+)
 async def delete_me(user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep) -> Response:
     """Delete the caller and, by cascade, all their items."""
     return await dispatch_as_caller(

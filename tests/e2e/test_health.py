@@ -1,6 +1,8 @@
 """Health that tells the truth: ready is about the gateway's own needs, status about the system."""
 
 import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -16,14 +18,29 @@ from tests.support.proxy import TcpProxy
 LAG_LIMIT_S = 1.0
 
 
+class CountingProxy(TcpProxy):
+    """A TcpProxy that counts the chunks it forwards, both ways: about one per query and one per answer."""
+
+    chunks = 0
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                self.chunks += 1
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+        self._writers.discard(writer)
+
+
 @pytest.fixture(scope="module")
-def proxies() -> Iterator[tuple[TcpProxy, TcpProxy]]:
-    with TcpProxy(5672) as broker, TcpProxy(test_settings.REPLICA_PORT) as replica:
+def proxies() -> Iterator[tuple[TcpProxy, CountingProxy]]:
+    with TcpProxy(5672) as broker, CountingProxy(test_settings.REPLICA_PORT) as replica:
         yield broker, replica
 
 
 @pytest.fixture(scope="module")
-def watched_gateway(worker: Worker, proxies: tuple[TcpProxy, TcpProxy]) -> Iterator[Gateway]:
+def watched_gateway(worker: Worker, proxies: tuple[TcpProxy, CountingProxy]) -> Iterator[Gateway]:
     """A gateway that reaches the broker and the replica through proxies the tests can cut."""
     broker, replica = proxies
     env = {
@@ -87,15 +104,30 @@ async def test_paused_replay_past_the_limit_degrades_status_but_not_readiness(
     assert status["replica_lag"]["paused"] is False
 
 
+async def test_readiness_probes_do_not_query_the_databases_each_time(
+    watched: httpx.AsyncClient, proxies: tuple[TcpProxy, CountingProxy]
+) -> None:
+    replica = proxies[1]
+    assert (await watched.get("/health/ready")).status_code == 200
+    before, started = replica.chunks, time.monotonic()
+    for _ in range(50):
+        assert (await watched.get("/health/ready")).status_code == 200
+    forwarded, elapsed = replica.chunks - before, time.monotonic() - started
+    print(f"\n50 readiness probes in {elapsed:.2f}s: {forwarded} chunks to and from the replica")
+    assert forwarded < 50  # uncached, each probe costs the replica five queries and their answers
+
+
 @pytest.mark.parametrize("which", ["broker", "replica"])
 async def test_ready_is_503_only_while_the_broker_or_the_replica_is_unreachable(
-    watched: httpx.AsyncClient, proxies: tuple[TcpProxy, TcpProxy], which: str
+    watched: httpx.AsyncClient, proxies: tuple[TcpProxy, CountingProxy], which: str
 ) -> None:
     proxy = proxies[0] if which == "broker" else proxies[1]
     proxy.cut()
+    cut_at = time.monotonic()
     try:
         ready = await eventually(lambda: watched.get("/health/ready"), lambda r: r.status_code == 503)
         assert ready.json()["checks"][which] is False
+        assert time.monotonic() - cut_at < 5  # the cached answers expire within a second or two
     finally:
         proxy.restore()
     await eventually(lambda: watched.get("/health/ready"), lambda r: r.status_code == 200, deadline_s=40)

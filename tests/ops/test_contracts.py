@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.routes.docs import openapi_json, render_html
+from gateway.openapi import openapi_json
+from gateway.routes.docs import render_html
 from shared.contracts.asyncapi import app as asyncapi_app
 from shared.contracts.events import EventName
 from worker.catalogue import CATALOGUE
