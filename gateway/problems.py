@@ -12,7 +12,7 @@ from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from shared.contracts.fields import REASONS
+from shared.contracts.fields import readable
 
 PROBLEM_JSON = "application/problem+json"
 DATABASE_RETRY_AFTER_S = "2"
@@ -75,15 +75,9 @@ def allowed_methods(routes: list[BaseRoute], path: str) -> list[str]:
 
 async def validation_exception_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_error(error["loc"], _reason(error), error["type"]) for error in exc.errors()]
+    errors = [_error(error["loc"], readable(error), error["type"]) for error in exc.errors()]
     reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
     return problem_response(422, reasons, errors=errors)
-
-
-def _reason(error: Any) -> str:
-    """Pydantic's message, or our words for the shared field patterns."""
-    pattern = str((error.get("ctx") or {}).get("pattern"))
-    return REASONS.get(pattern, str(error["msg"])) if error["type"] == "string_pattern_mismatch" else str(error["msg"])
 
 
 def _error(loc: Any, msg: str, kind: str) -> dict[str, Any]:

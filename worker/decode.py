@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
+from shared.contracts.fields import readable
 from shared.contracts.headers import Actor
 from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
@@ -114,5 +115,5 @@ def decode(
 def _reasons(error: ValidationError) -> str:
     """Each invalid field and why, without the values sent (they may be anybody's data)."""
     return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors(include_input=False)
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {readable(e)}" for e in error.errors(include_input=False)
     )[:1000]

@@ -6,7 +6,7 @@ The patterns use only escapes that pydantic's regex engine, Python's `re` and JS
 so the OpenAPI document states exactly the rule the gateway and the worker apply.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AfterValidator, EmailStr, Field, StringConstraints
@@ -39,6 +39,14 @@ REASONS = {
     ARGON2ID_PHC: "must be an argon2id PHC string; passwords never travel in plaintext",
     ENTITY_TAGS: 'must be * or a list of entity tags such as "3f2a…"',
 }
+
+
+def readable(error: Any) -> str:
+    """What one pydantic error says, in our words for the shared patterns (never the regex itself)."""
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error["type"] == "string_pattern_mismatch" and pattern in REASONS:
+        return REASONS[pattern]
+    return str(error["msg"])
 
 
 def _lower(value: str) -> str:

@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_confi
 from typing_extensions import TypedDict
 
 from shared.contracts.base import CommandBody
-from shared.contracts.fields import Description, Status, Title
+from shared.contracts.fields import Description, Status, Title, readable
 
 MAX_CHUNK_ROWS = 1_000
 MAX_CHUNK_BYTES = 2**20  # of rows: a chunk's message stays about 1 MiB
@@ -64,7 +64,7 @@ def _reasons(error: ValidationError) -> dict[int, str]:
     reasons: dict[int, list[str]] = {}
     for e in error.errors():
         index, *loc = e["loc"]
-        reasons.setdefault(int(index), []).append(f"{'.'.join(map(str, loc)) or 'row'}: {e['msg']}")
+        reasons.setdefault(int(index), []).append(f"{'.'.join(map(str, loc)) or 'row'}: {readable(e)}")
     return {index: "; ".join(messages) for index, messages in reasons.items()}
 
 
@@ -79,11 +79,4 @@ def check_rows(rows: Sequence[ImportRow]) -> tuple[list[ItemFields], list[tuple[
         reasons = _reasons(error)
         rejected += [(candidates[index]["row"], reason) for index, reason in reasons.items()]
         valid = _ROWS.validate_python([value for index, value in enumerate(values) if index not in reasons])
-        candidates = [row for index, row in enumerate(candidates) if index not in reasons]
-    accepted: list[ItemFields] = []
-    for row, item in zip(candidates, valid, strict=True):
-        if "\x00" in item["title"] or "\x00" in (item.get("description") or ""):
-            rejected.append((row["row"], "text must not contain NUL characters"))
-        else:
-            accepted.append(item)
-    return accepted, sorted(rejected, key=lambda rejection: rejection[0])
+    return valid, sorted(rejected, key=lambda rejection: rejection[0])

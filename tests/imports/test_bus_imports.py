@@ -61,7 +61,7 @@ async def test_a_chunk_published_twice_has_one_effect(http: httpx.AsyncClient, p
     )
     job = await finished_job(primary, import_id)
     assert (job["applied"], job["rejected"], job["chunks_done"]) == (500, 1, 1)
-    assert errors_of(job) == [{"row": 501, "error": "title: Value error, must not be blank"}]
+    assert errors_of(job) == [{"row": 501, "error": "title: must not be blank, nor contain NUL (\\u0000)"}]
     assert await primary.fetchval("SELECT count(*) FROM item WHERE title LIKE 'twice %'") == 500
 
 
@@ -109,7 +109,7 @@ async def test_a_chunk_republished_with_a_new_message_id_has_one_effect(
     outcomes = await _outcomes(primary, *messages)
     job = await finished_job(primary, import_id)
     assert (job["chunks_done"], job["total_chunks"], job["applied"], job["rejected"]) == (2, 2, 2, 1)
-    assert errors_of(job) == [{"row": 2, "error": "title: Value error, must not be blank"}]
+    assert errors_of(job) == [{"row": 2, "error": "title: must not be blank, nor contain NUL (\\u0000)"}]
     titles = await primary.fetch("SELECT title FROM item WHERE owner_id = $1 ORDER BY title", owner.id)
     assert [record["title"] for record in titles] == ["again 1", "again 3"]
     assert [(o["status"], o["code"]) for o in outcomes] == [("applied", "created")] * 3
