@@ -15,10 +15,10 @@ from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
 from shared.publishing import NotConfirmed, Publisher, command_message
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
+from shared.topology import COMMANDS_EXCHANGE_NAME, GATEWAY_REPLY_PREFIX, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
-REPLY_QUEUE_PREFIX = "opengovfood.replies."  # the gateway's own reply queues (its bus user may read them)
+REPLY_QUEUE_PREFIX = GATEWAY_REPLY_PREFIX  # the gateway's own reply queues (its bus user may read them)
 
 
 class BusUnavailable(Exception):

@@ -1,5 +1,6 @@
 """Exchanges, queues and headers on RabbitMQ: declared from here only."""
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,15 @@ HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail fo
 HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
 HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"  # optional: the key's id; reused for another command: refused
 HEADER_REQUEST_ID = "x-request-id"
+
+# Reply queues: the only queues the worker sends outcomes to (worker/outbound.py says why).
+GATEWAY_REPLY_PREFIX = "opengovfood.replies."  # + hex: one per gateway process, for its bus user's commands
+GATEWAY_REPLY_QUEUE = re.compile(re.escape(GATEWAY_REPLY_PREFIX) + "[0-9a-f]+")
+
+
+def service_reply_prefix(bus_user: str) -> str:
+    """A publishing service's reply queues are `<its bus user>.replies.<anything>`."""
+    return f"{bus_user}.replies."
 
 
 @dataclass(frozen=True)
