@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.events import Event, EventName
+from shared.contracts.events import EVENTS, EventName
 from shared.models import CommandStatus, OutboxEvent
 from worker.envelope import Envelope
 from worker.handlers.result import Result
@@ -28,19 +28,28 @@ class OutboxRow:
 
 
 def event_row(envelope: Envelope[Any], result: Result, name: EventName | None) -> dict[str, Any] | None:
-    """The outbox row of an applied command (None for rejections and commands without an event)."""
-    if name is None or result.status != CommandStatus.APPLIED or result.resource_id is None:
+    """The outbox row of an applied command (None for rejections and commands without an event).
+
+    The payload is checked against its event's model (shared/contracts/events.py) as it is written.
+    """
+    if name is None or result.status != CommandStatus.APPLIED:
         return None
-    event = Event(
+    resource_id, data = (
+        (result.announce.resource_id, result.announce.data) if result.announce else (result.resource_id, result.changes)
+    )
+    if resource_id is None:
+        return None
+    event = EVENTS[name](
         event_id=uuid.uuid5(EVENT_NAMESPACE, f"{envelope.command_id}:{name}"),
         command_id=envelope.command_id,
         name=name,
-        resource_id=result.resource_id,
+        resource_id=resource_id,
         occurred_at=datetime.now(UTC),
-        data=result.changes,
+        data=data,
         request_id=envelope.request_id,
     )
     payload = event.model_dump(mode="json")
+    payload["data"] = event.data.model_dump(mode="json", exclude_unset=True)  # an update names only what it set
     return {"command_id": envelope.command_id, "partition": envelope.partition, "name": name, "payload": payload}
 
 
