@@ -23,7 +23,7 @@ from worker.outbound import may_reply_to
 
 pytestmark = pytest.mark.rabbit
 ATTACKER, VICTIM = test_settings.SERVICE_LIMITED, test_settings.SERVICE_WRITER
-EXPIRES = {"x-expires": 600_000}  # the test's queues go away by themselves
+EXPIRES = {"x-expires": 600_000}  # should a test stop before deleting its queues
 
 
 def _login(name: str) -> BusLogin:
@@ -53,6 +53,14 @@ async def _declare(login: BusLogin | None, name: str, bind_to_events: str | None
             await queue.bind(EVENTS_EXCHANGE_NAME, routing_key=bind_to_events)
 
 
+async def _delete(*names: str) -> None:
+    connection = await aio_pika.connect(test_settings.RABBIT_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            await channel.queue_delete(name)
+
+
 async def _drain(login: BusLogin, name: str) -> list[dict[str, object]]:
     connection = await connect_as(login)
     async with connection:
@@ -72,41 +80,43 @@ async def test_a_service_gets_outcomes_on_its_own_reply_queue_and_cannot_reply_a
     others = f"{service_reply_prefix(VICTIM)}{uuid.uuid4().hex}"
     events_queue = f"{test_settings.VHOST}.test-events.{uuid.uuid4().hex}"
     gateways = f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}"
-    await _declare(attacker, own)
-    await _declare(victim, others)
-    await _declare(None, events_queue, bind_to_events="never.emitted")
-    await _declare(None, gateways)
     partition = partition_queue_name(0)
     refused_before = value(await scrape(worker_url()), "worker_replies_refused_total", command="item.create")
+    try:
+        await _declare(attacker, own)
+        await _declare(victim, others)
+        await _declare(None, events_queue, bind_to_events="never.emitted")
+        await _declare(None, gateways)
+        targets = [partition, events_queue, others, gateways, own]  # the last one is allowed: it ends the run
+        sent: dict[str, uuid.UUID] = {}
+        for target in targets:
+            body = {"owner_id": test_settings.UNGRANTED_OWNER, "title": "where does my outcome go"}
+            command_id, message = command(body, user_id=ATTACKER, owner=str(test_settings.UNGRANTED_OWNER))
+            message.reply_to = target
+            await publish_as(attacker, "item.create", message)
+            sent[target] = command_id
 
-    targets = [partition, events_queue, others, gateways, own]  # the last one is allowed: it ends the run
-    sent: dict[str, uuid.UUID] = {}
-    for target in targets:
-        body = {"owner_id": test_settings.UNGRANTED_OWNER, "title": "where does my outcome go"}
-        command_id, message = command(body, user_id=ATTACKER, owner=str(test_settings.UNGRANTED_OWNER))
-        message.reply_to = target
-        await publish_as(attacker, "item.create", message)
-        sent[target] = command_id
+        async def own_outcomes() -> list[dict[str, object]]:
+            return await _drain(attacker, own)
 
-    async def own_outcomes() -> list[dict[str, object]]:
-        return await _drain(attacker, own)
+        [outcome] = await eventually(own_outcomes, lambda found: len(found) > 0)
+        assert (outcome["command_id"], outcome["status"], outcome["code"]) == (str(sent[own]), "rejected", "not_found")
+        # One channel, in order: every earlier reply would have been routed before this one.
+        assert await _drain(victim, others) == []
+        assert peek_queue(events_queue) == []
+        assert peek_queue(gateways) == []
+        dead_letters = await _after_partition_settled(partition)
+        ours = {str(command_id) for command_id in sent.values()}
+        assert [m for m in dead_letters if m["properties"].get("correlation_id") in ours] == []  # a reply put in
+        # the partition queue would have been consumed by the worker as a (poison) command and dead-lettered
 
-    [outcome] = await eventually(own_outcomes, lambda found: len(found) > 0)
-    assert (outcome["command_id"], outcome["status"], outcome["code"]) == (str(sent[own]), "rejected", "not_found")
-    # One channel, in order: every earlier reply would have been routed before this one.
-    assert await _drain(victim, others) == []
-    assert peek_queue(events_queue) == []
-    assert peek_queue(gateways) == []
-    dead_letters = await _after_partition_settled(partition)
-    ours = {str(command_id) for command_id in sent.values()}
-    assert [m for m in dead_letters if m["properties"].get("correlation_id") in ours] == []  # a reply put in
-    # the partition queue would have been consumed by the worker as a (poison) command and dead-lettered
-
-    refused = value(await scrape(worker_url()), "worker_replies_refused_total", command="item.create")
-    assert refused - refused_before == 4
-    log = stack[0].log_path.read_text()
-    for target in targets[:-1]:
-        assert any("reply refused" in line and str(sent[target]) in line for line in log.splitlines()), target
+        refused = value(await scrape(worker_url()), "worker_replies_refused_total", command="item.create")
+        assert refused - refused_before == 4
+        log = stack[0].log_path.read_text()
+        for target in targets[:-1]:
+            assert any("reply refused" in line and str(sent[target]) in line for line in log.splitlines()), target
+    finally:
+        await _delete(own, others, events_queue, gateways)
 
 
 async def _dead_letters() -> list[dict[str, Any]]:
@@ -130,11 +140,14 @@ async def _after_partition_settled(partition: str) -> list[dict[str, Any]]:
 
 async def test_a_service_may_declare_and_read_its_own_reply_queues_only(stack: tuple[Worker, Gateway]) -> None:
     attacker, victim = _login(ATTACKER), _login(VICTIM)
-    others = f"{service_reply_prefix(VICTIM)}{uuid.uuid4().hex}"
-    await _declare(victim, others)
-    await _declare(attacker, f"{service_reply_prefix(ATTACKER)}{uuid.uuid4().hex}")
-    for name in (others, f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}", f"{ATTACKER}.other.{uuid.uuid4().hex}"):
+    others, own = (f"{service_reply_prefix(user)}{uuid.uuid4().hex}" for user in (VICTIM, ATTACKER))
+    try:
+        await _declare(victim, others)
+        await _declare(attacker, own)
+        for name in (others, f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}", f"{ATTACKER}.other.{uuid.uuid4().hex}"):
+            with pytest.raises(ChannelAccessRefused):
+                await _declare(attacker, name)
         with pytest.raises(ChannelAccessRefused):
-            await _declare(attacker, name)
-    with pytest.raises(ChannelAccessRefused):
-        await _drain(attacker, others)
+            await _drain(attacker, others)
+    finally:
+        await _delete(own, others)
