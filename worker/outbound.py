@@ -22,7 +22,13 @@ from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.outcomes import Outcome
 from shared.logging import HEADER_REQUEST_ID
 from shared.publishing import DEFAULT_EXCHANGE, Publisher
-from shared.topology import DEAD_LETTER_EXCHANGE_NAME, GATEWAY_REPLY_QUEUE, HEADER_SCHEMA_VERSION, service_reply_prefix
+from shared.topology import (
+    DEAD_LETTER_EXCHANGE_NAME,
+    GATEWAY_REPLY_QUEUE,
+    HEADER_COMMAND_ID,
+    HEADER_SCHEMA_VERSION,
+    service_reply_prefix,
+)
 from worker.metrics import REPLIES_REFUSED
 from worker.outbox import OutboxRow
 
@@ -56,7 +62,7 @@ class Outbound:
         Not mandatory: an event nobody subscribed to is simply dropped.
         """
         sends = [
-            self.publisher.publish(_event_message(row), exchange=EVENTS_EXCHANGE_NAME, routing_key=row.name,
+            self.publisher.publish(event_message(row), exchange=EVENTS_EXCHANGE_NAME, routing_key=row.name,
                                    mandatory=False)
             for row in rows
         ]  # fmt: skip
@@ -112,7 +118,7 @@ class Outbound:
         await self.publisher.publish(copy, exchange=DEAD_LETTER_EXCHANGE_NAME, routing_key=message.routing_key or "")
 
 
-def _event_message(row: OutboxRow) -> aio_pika.Message:
+def event_message(row: OutboxRow) -> aio_pika.Message:
     return aio_pika.Message(
         json.dumps(row.payload, separators=(",", ":")).encode(),  # written as Event.model_dump(mode="json")
         message_id=str(row.payload["event_id"]),
@@ -121,7 +127,7 @@ def _event_message(row: OutboxRow) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers={
             HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
-            "x-command-id": str(row.command_id),
+            HEADER_COMMAND_ID: str(row.command_id),
             HEADER_REQUEST_ID: row.payload.get("request_id") or "",
         },
     )
