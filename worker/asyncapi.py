@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.events import EVENTS, EVENTS_EXCHANGE_NAME, EventName
+from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_COMMAND_BYTES
 from shared.contracts.outcomes import Outcome
 from shared.settings import Settings
 from shared.topology import (
@@ -121,6 +122,20 @@ def _message(
     }
 
 
+def _command_note(name: CommandName) -> str:
+    note = (
+        f"Publish `{name.value}` to the exchange `{COMMANDS_EXCHANGE.name}` (docs/publishing.md). "
+        f"A body larger than {MAX_COMMAND_BYTES} bytes is dead-lettered."
+    )
+    if name != CommandName.ITEM_IMPORT:
+        return note
+    return note + (
+        f" A chunk holds at most {MAX_CHUNK_ROWS} rows, of one owner, and at most {MAX_CHUNK_BYTES} bytes of rows "
+        "(their JSON joined by commas). Each chunk's outcome carries `import_progress`; the one whose `state` is "
+        "`completed` ends the import."
+    )
+
+
 def _command_channel(name: CommandName, refs: dict[str, dict[str, str]]) -> dict[str, Any]:
     messages = {
         f"{name.value}.v{version}": _message(
@@ -135,7 +150,7 @@ def _command_channel(name: CommandName, refs: dict[str, dict[str, str]]) -> dict
     return {
         "address": name.value,
         "title": f"command {name.value}",
-        "description": f"Publish `{name.value}` to the exchange `{COMMANDS_EXCHANGE.name}`: see docs/publishing.md.",
+        "description": _command_note(name),
         "messages": messages,
         "bindings": _routing_key_binding(COMMANDS_EXCHANGE, _commands_route()),
     }

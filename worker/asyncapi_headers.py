@@ -109,6 +109,10 @@ COMMAND_PROPERTIES = _object(
         },
         "correlation_id": {"type": "string", "description": "optional; not used by the worker"},
         "timestamp": {"type": "integer", "description": "optional, seconds: the worker's latency metric uses it"},
+        "priority": {
+            "not": {},
+            "description": "never set: on RabbitMQ 4 it would overtake the owner's earlier commands",
+        },
     },
     ["message_id", "content_type", "delivery_mode", "user_id"],
 )
