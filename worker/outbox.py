@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.events import EVENTS, EventName
+from shared.contracts.events import EventName
 from shared.models import CommandStatus, OutboxEvent
 from worker.envelope import Envelope
 from worker.handlers.result import Result
@@ -30,7 +30,9 @@ class OutboxRow:
 def event_row(envelope: Envelope[Any], result: Result, name: EventName | None) -> dict[str, Any] | None:
     """The outbox row of an applied command (None for rejections and commands without an event).
 
-    The payload is checked against its event's model (shared/contracts/events.py) as it is written.
+    The payload is the event as shared/contracts/events.py describes it, built as plain JSON data:
+    validating a 1,000-item item.imported here cost an import ~3 ms a chunk, so the models are
+    checked against what every command writes by tests/contracts/test_event_payloads.py instead.
     """
     if name is None or result.status != CommandStatus.APPLIED:
         return None
@@ -39,17 +41,15 @@ def event_row(envelope: Envelope[Any], result: Result, name: EventName | None) -
     )
     if resource_id is None:
         return None
-    event = EVENTS[name](
-        event_id=uuid.uuid5(EVENT_NAMESPACE, f"{envelope.command_id}:{name}"),
-        command_id=envelope.command_id,
-        name=name,
-        resource_id=resource_id,
-        occurred_at=datetime.now(UTC),
-        data=data,
-        request_id=envelope.request_id,
-    )
-    payload = event.model_dump(mode="json")
-    payload["data"] = event.data.model_dump(mode="json", exclude_unset=True)  # an update names only what it set
+    payload = {
+        "event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"{envelope.command_id}:{name}")),
+        "command_id": str(envelope.command_id),
+        "name": name.value,
+        "resource_id": resource_id,
+        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "data": data,
+        "request_id": envelope.request_id,
+    }
     return {"command_id": envelope.command_id, "partition": envelope.partition, "name": name, "payload": payload}
 
 
