@@ -9,7 +9,6 @@ declare and read. Any other `reply_to` gets no reply, a warning and a count.
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -120,14 +119,14 @@ class Outbound:
 
 def event_message(row: OutboxRow) -> aio_pika.Message:
     return aio_pika.Message(
-        json.dumps(row.payload, separators=(",", ":")).encode(),  # written as Event.model_dump(mode="json")
-        message_id=str(row.payload["event_id"]),
+        row.body,
+        message_id=row.event_id,
         correlation_id=str(row.command_id),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         headers={
             HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION),
             HEADER_COMMAND_ID: str(row.command_id),
-            HEADER_REQUEST_ID: row.payload.get("request_id") or "",
+            HEADER_REQUEST_ID: row.request_id or "",
         },
     )

@@ -99,8 +99,7 @@ def test_the_channels_are_what_exists_and_nothing_else() -> None:
 
 
 def test_event_headers_and_properties_are_what_the_worker_writes() -> None:
-    payload = {"event_id": str(uuid.uuid4()), "request_id": None}
-    message = event_message(OutboxRow(1, "item.created", uuid.uuid4(), payload))
+    message = event_message(OutboxRow(1, "item.created", uuid.uuid4(), str(uuid.uuid4()), None, b"{}"))
     [event] = map(resolved, DOC["channels"]["event.item.created"]["messages"].values())
     headers = event["headers"]
     assert set(message.headers) == set(headers["properties"]) == set(headers["required"])

@@ -35,7 +35,7 @@ async def _apply(engine: AsyncEngine, name: CommandName, body: CommandBody, acto
         command = dataclasses.replace(command, grant=DEACTIVATOR, request_id="req-1")
     applied = await apply_once(engine, [command])
     assert [o.status for o in applied.outcomes] == ["applied"], applied.outcomes
-    return [json.loads(json.dumps(event.payload)) for event in applied.events]
+    return [json.loads(event.body) for event in applied.events]
 
 
 async def test_every_kind_of_event_is_exactly_its_model(sqlite: AsyncEngine) -> None:

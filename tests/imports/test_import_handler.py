@@ -1,5 +1,6 @@
 """The chunk handler on the embedded SQLite database: multi-row insert, job upsert, per-row errors."""
 
+import json
 import uuid
 
 from sqlalchemy import func, select
@@ -43,7 +44,7 @@ async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: 
     ]
     assert (progress[1].import_applied, progress[1].import_rejected) == (4, 2)  # type: ignore[union-attr]
     assert [[(e.row, e.error[:6]) for e in p.errors] for p in progress if p] == [[(4, "title:")], [(6, "not va")]]
-    announced = [event.payload for event in applied.events]
+    announced = [json.loads(event.body) for event in applied.events]
     assert [(e["name"], e["resource_id"], e["data"]["seq"]) for e in announced] == [
         ("item.imported", owner, 0),
         ("item.imported", owner, 1),
