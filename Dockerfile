@@ -14,6 +14,7 @@ COPY shared/ shared/
 COPY gateway/ gateway/
 COPY worker/ worker/
 COPY cli/ cli/
+COPY docs/asyncapi.yaml docs/
 RUN pip install --no-deps .
 
 FROM python:3.11-slim-bookworm

@@ -7,6 +7,8 @@ LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock"
+NODE_TOOLS := tools/asyncapi
+NODE_STAMP := $(NODE_TOOLS)/node_modules/.package-lock.json
 
 .PHONY: help install lock services run test test-fast lint typecheck clean docs bench
 
@@ -21,7 +23,11 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create the virtualenv and install the project with its dev tools, as pinned in requirements-dev.lock
+$(NODE_STAMP): $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
+	npm ci --prefix $(NODE_TOOLS) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)  ## Create the virtualenv and install the project with its dev tools, as pinned in requirements-dev.lock (and the AsyncAPI parser, npm ci)
 
 lock: install  ## Pin pyproject.toml's dependencies (with hashes) in requirements.lock and requirements-dev.lock
 	$(COMPILE) -o $(LOCK)
@@ -42,7 +48,7 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/mypy shared gateway worker
 
 docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
-	$(VENV)/bin/faststream docs gen shared.contracts.asyncapi:app --yaml --out docs/asyncapi.yaml
+	$(PY) -m worker.asyncapi docs/asyncapi.yaml
 	$(PY) -m gateway.openapi docs
 
 bench: install services  ## Load the system, print one table beside raw baselines (BENCH_ARGS=--quick: ~1 min)

@@ -7,7 +7,7 @@ Idempotent, through the management API (RABBIT_MANAGEMENT_URL, an administrator)
 - the worker user: declares the topology, consumes the partition queues, publishes replies (default
   exchange), dead letters and events;
 - one user per service in SERVICE_GRANTS (its name is the RabbitMQ user): publishes on the commands
-  exchange only the routing keys it is granted, declares and reads nothing;
+  exchange only the routing keys it is granted, declares and reads its reply queues `<name>.replies.*`;
 - event readers (`--reader NAME`): read the events exchange through their own queues `NAME.*`.
 
 Permissions are always set exactly. A user that exists keeps its password unless `--rotate`; a new
@@ -34,7 +34,7 @@ from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.repartition import DrainTimeout, repartition
 from shared.settings import ServiceGrant, get_settings
-from shared.topology import COMMANDS_EXCHANGE_NAME, MAX_PARTITIONS
+from shared.topology import COMMANDS_EXCHANGE_NAME, GATEWAY_REPLY_QUEUE, MAX_PARTITIONS, service_reply_prefix
 
 NOTHING = "^$"
 _TOPOLOGY = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events)"
@@ -60,7 +60,7 @@ def _keys(names: Iterable[str]) -> str:
 
 def gateway_user(name: str) -> BusUser:
     """Publishes commands (any command routing key), uses its own reply queue; nothing else."""
-    replies = r"^opengovfood\.replies\.[0-9a-f]+$"
+    replies = f"^{GATEWAY_REPLY_QUEUE.pattern}$"
     keys = _keys([command.value for command in CommandName])
     return BusUser(
         name,
@@ -82,11 +82,15 @@ def worker_user(name: str) -> BusUser:
 
 
 def service_user(name: str, grant: ServiceGrant) -> BusUser:
-    """Publishes on the commands exchange only the routing keys it is granted."""
+    """Publishes on the commands exchange only the routing keys it is granted; declares and reads
+    its own reply queues `<name>.replies.*`, the only queues the worker answers it on."""
     granted = [command.value for command in CommandName if command.value in grant.commands]
+    replies = f"^{re.escape(service_reply_prefix(name))}.+$"
     return BusUser(
         name,
+        configure=replies,
         write=f"^{re.escape(COMMANDS_EXCHANGE_NAME)}$",
+        read=replies,
         topics={COMMANDS_EXCHANGE_NAME: (_keys(granted), NOTHING)},
     )
 

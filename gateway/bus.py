@@ -15,10 +15,17 @@ from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
 from shared.publishing import NotConfirmed, Publisher, command_message
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
+from shared.topology import (
+    COMMANDS_EXCHANGE_NAME,
+    GATEWAY_REPLY_PREFIX,
+    HEADER_FINGERPRINT,
+    HEADER_IDEMPOTENCY_KEY,
+    declare_queue,
+    gateway_reply_queue,
+)
 
 log = logging.getLogger(__name__)
-REPLY_QUEUE_PREFIX = "opengovfood.replies."  # the gateway's own reply queues (its bus user may read them)
+REPLY_QUEUE_PREFIX = GATEWAY_REPLY_PREFIX  # the gateway's own reply queues (its bus user may read them)
 
 
 class BusUnavailable(Exception):
@@ -43,7 +50,7 @@ class CommandBus:
         await self.publisher.connect_when_possible()
         connection = await self.publisher.connect()
         channel = await connection.channel()  # restored with the connection, queue and consumer included
-        queue = await channel.declare_queue(self.reply_queue, exclusive=True, auto_delete=True, durable=False)
+        queue = await declare_queue(channel, gateway_reply_queue(self.reply_queue))
         await queue.consume(self._on_reply, no_ack=True)
 
     async def send(

@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import is_sqlite
+from shared.db import is_sqlite, tls_connect_args
 from shared.models import Base
 from shared.settings import get_settings
 
@@ -61,7 +61,8 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url())
+    tls = {} if is_sqlite(database_url()) else tls_connect_args(get_settings())  # DATABASE_SSLMODE and its files
+    engine = create_async_engine(database_url(), connect_args=tls)
     async with engine.connect() as connection:
         sqlite = is_sqlite(database_url())
         if sqlite:

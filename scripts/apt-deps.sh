@@ -6,6 +6,7 @@ set -euo pipefail
 declare -A WANTED=(
   [wrk]=wrk  # load generator of `make bench`
   [docker-compose]=docker-compose
+  [openssl]=openssl  # tests/bus/test_tls.py issues its throwaway certificates with it
 )
 
 missing=()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from shared.settings import Settings
+from shared.tls import database_ssl
 
 
 class ReadSession(AsyncSession):
@@ -63,8 +64,16 @@ def create_engine(
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping if pre_ping is None else pre_ping,
-        connect_args={"server_settings": server_settings},
+        connect_args={"server_settings": server_settings} | tls_connect_args(settings),
     )
+
+
+def tls_connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's `ssl` argument from DATABASE_SSLMODE and its files (nothing: asyncpg's default)."""
+    context = database_ssl(
+        settings.database_sslmode, settings.database_sslrootcert, settings.database_sslcert, settings.database_sslkey
+    )
+    return {} if context is None else {"ssl": context}
 
 
 def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[ReadSession]:

@@ -99,7 +99,7 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
     """JSON lines on stderr for structlog and standard-library loggers alike (idempotent).
 
     structlog's own lines (the per-request and per-command ones) render directly; standard-library
-    records (uvicorn, FastStream, our `logging` loggers) go through a handler with the same processors.
+    records (uvicorn, aio-pika, our `logging` loggers) go through a handler with the same processors.
     """
 
     def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -136,7 +136,7 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
     root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler | logging.StreamHandler)
                      or type(h).__module__.startswith("_pytest")] + [handler]  # fmt: skip
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "faststream", "faststream.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     # The gateway writes its own access line (route template, status, ms, request and command ids);

@@ -7,6 +7,8 @@ from urllib.parse import unquote, urlparse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.tls import SslMode, rabbit_url_with_tls
+
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "secret", "change-me"})
 
 
@@ -37,6 +39,15 @@ class Settings(BaseSettings):
     db_echo: bool = False
 
     rabbit_url: str = "amqp://guest:guest@localhost:5672/"
+    # Transport security (docs/security-transport.md): RABBIT_URL amqps://… with these files, and
+    # PostgreSQL's sslmode for DATABASE_URL and READ_DATABASE_URL.
+    rabbit_tls_ca_file: str | None = None  # the CA that signed the broker's certificate (else the system's)
+    rabbit_tls_cert_file: str | None = None  # a client certificate, if the broker asks for one
+    rabbit_tls_key_file: str | None = None
+    database_sslmode: SslMode | None = None  # None: asyncpg's default (prefer)
+    database_sslrootcert: str | None = None  # the CA that signed the server's certificate (else the system's)
+    database_sslcert: str | None = None  # a client certificate, if the server asks for one
+    database_sslkey: str | None = None
     gateway_bus_user: str = "guest"  # the RabbitMQ user whose messages may assert a user actor
     command_partitions: int = Field(default=4, ge=1, le=64)
 
@@ -81,6 +92,9 @@ class Settings(BaseSettings):
     def _defaults_and_secrets(self) -> "Settings":
         if not self.read_database_url:
             self.read_database_url = self.database_url
+        self.rabbit_url = rabbit_url_with_tls(
+            self.rabbit_url, self.rabbit_tls_ca_file, self.rabbit_tls_cert_file, self.rabbit_tls_key_file
+        )
         if self.environment != "development" and self.secret_key in PLACEHOLDER_SECRETS:
             raise ValueError("SECRET_KEY is a placeholder; set a real secret outside development")
         if self.environment == "production" and unquote(urlparse(self.rabbit_url).username or "guest") == "guest":

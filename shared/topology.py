@@ -1,5 +1,6 @@
 """Exchanges, queues and headers on RabbitMQ: declared from here only."""
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,16 @@ HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail fo
 HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
 HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"  # optional: the key's id; reused for another command: refused
 HEADER_REQUEST_ID = "x-request-id"
+HEADER_COMMAND_ID = "x-command-id"  # on events: the command that caused them
+
+# Reply queues: the only queues the worker sends outcomes to (worker/outbound.py says why).
+GATEWAY_REPLY_PREFIX = "opengovfood.replies."  # + hex: one per gateway process, for its bus user's commands
+GATEWAY_REPLY_QUEUE = re.compile(re.escape(GATEWAY_REPLY_PREFIX) + "[0-9a-f]+")
+
+
+def service_reply_prefix(bus_user: str) -> str:
+    """A publishing service's reply queues are `<its bus user>.replies.<anything>`."""
+    return f"{bus_user}.replies."
 
 
 @dataclass(frozen=True)
@@ -33,10 +44,13 @@ class Exchange:
 
 @dataclass(frozen=True)
 class Queue:
-    """A durable quorum queue as we declare it."""
+    """A queue as we declare it (durable unless said otherwise)."""
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    durable: bool = True
+    exclusive: bool = False
+    auto_delete: bool = False
 
 
 COMMANDS_EXCHANGE = Exchange(COMMANDS_EXCHANGE_NAME, "topic")
@@ -52,8 +66,11 @@ class TopologyMismatch(Exception):
     """The broker holds another number of partition queues than COMMAND_PARTITIONS says."""
 
 
+PARTITION_QUEUE_PREFIX = "opengovfood.commands.p"
+
+
 def partition_queue_name(partition: int) -> str:
-    return f"opengovfood.commands.p{partition}"
+    return f"{PARTITION_QUEUE_PREFIX}{partition}"
 
 
 def delivery_limit_arguments(broker_version: str) -> dict[str, Any]:
@@ -83,6 +100,11 @@ def partition_queue(partition: int, broker_version: str) -> Queue:
 def dead_letter_queue(broker_version: str) -> Queue:
     """Where what cannot be applied waits for replay; `deadletters list` returns its messages each time."""
     return Queue(DEAD_LETTER_QUEUE_NAME, {"x-queue-type": "quorum", **delivery_limit_arguments(broker_version)})
+
+
+def gateway_reply_queue(name: str) -> Queue:
+    """A gateway process's own reply queue: it lives as long as that process's connection."""
+    return Queue(name, durable=False, exclusive=True, auto_delete=True)
 
 
 PARTITION_WEIGHT = "1"  # each partition's consistent-hash weight (its binding key)
@@ -140,10 +162,10 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
         await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)
-        dead_letter = await _queue(channel, dead_letter_queue(version))
+        dead_letter = await declare_queue(channel, dead_letter_queue(version))
         await dead_letter.bind(dead_letters, routing_key="")
         for partition in range(partitions):
-            queue = await _queue(channel, partition_queue(partition, version))
+            queue = await declare_queue(channel, partition_queue(partition, version))
             await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)
 
 
@@ -151,5 +173,9 @@ async def _exchange(channel: AbstractChannel, exchange: Exchange) -> AbstractExc
     return await channel.declare_exchange(exchange.name, exchange.type, durable=True, arguments=exchange.arguments)
 
 
-async def _queue(channel: AbstractChannel, queue: Queue) -> AbstractQueue:
-    return await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+async def declare_queue(channel: AbstractChannel, queue: Queue) -> AbstractQueue:
+    """Declare `queue` exactly as described."""
+    return await channel.declare_queue(
+        queue.name, durable=queue.durable, exclusive=queue.exclusive, auto_delete=queue.auto_delete,
+        arguments=queue.arguments,
+    )  # fmt: skip

@@ -35,7 +35,7 @@ class Worker:
         # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
         self.engine = create_engine(settings.database_url, settings, pre_ping=False)
         applier = GroupCommit(Applier(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s))
-        outbound = Outbound(self.publisher)
+        outbound = Outbound(self.publisher, settings.gateway_bus_user)
         self.partitions = partitions_of_worker(
             settings.command_partitions, settings.worker_index, settings.worker_count
         )

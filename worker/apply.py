@@ -25,6 +25,7 @@ from worker import outbox, repository
 from worker.catalogue import CATALOGUE, Command
 from worker.envelope import Envelope
 from worker.failures import concurrent_duplicate, for_caller, for_operator
+from worker.handlers.imports import import_progress
 from worker.handlers.result import Result
 from worker.outbox import OutboxRow
 from worker.transient import is_transient
@@ -67,6 +68,7 @@ def _outcome(command_id: uuid.UUID, name: str, row: Any) -> Outcome:
         code=OutcomeCode(row.code),
         detail=row.detail,
         resource_id=row.resource_id,
+        import_progress=import_progress(name, row.changes),
     )
 
 

@@ -83,5 +83,7 @@ CATALOGUE: dict[CommandName, Command[Any]] = {
     CommandName.ITEM_DELETE: Command(
         versions(DeleteItem, DeleteItemV1), one_at_a_time(items.delete_item), EventName.ITEM_DELETED
     ),
-    CommandName.ITEM_IMPORT: Command(versions(ImportChunk), one_at_a_time(imports.import_items)),
+    CommandName.ITEM_IMPORT: Command(
+        versions(ImportChunk), one_at_a_time(imports.import_items), EventName.ITEM_IMPORTED
+    ),
 }

@@ -218,12 +218,12 @@ class PartitionConsumer:
         for (message, envelope), outcome in zip(envelopes, outcomes, strict=True):
             if outcome.status == CommandStatus.DEAD_LETTERED:
                 await self.outbound.dead_letter(message, applied.reasons.get(envelope.command_id, outcome.detail or ""))
-        replies = [(envelope.reply_to, outcome) for (_, envelope), outcome in zip(envelopes, outcomes, strict=True)]
+        replies = [(m.user_id, e.reply_to, outcome) for (m, e), outcome in zip(envelopes, outcomes, strict=True)]
         for message, refused in poison:
             await self.outbound.dead_letter(message, refused.reason)
             observe_poison(message, refused.reason)
             if refused.command_id is not None:
-                replies.append((message.reply_to, await self._record_poison(message, refused)))
+                replies.append((message.user_id, message.reply_to, await self._record_poison(message, refused)))
         await self.outbound.reply_all(replies)
         await self._acknowledge(batch)  # committed: the events are safe in the outbox
         self.relay.after_commit(applied.events)

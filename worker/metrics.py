@@ -19,6 +19,9 @@ log = structlog.get_logger("worker.commands")
 RECEIVED = Counter("worker_commands_received", "Commands delivered to the worker", ["command"])
 OUTCOMES = Counter("worker_commands", "Commands by outcome (applied, rejected, dead_lettered)", ["command", "status"])
 POISON = Counter("worker_commands_poison", "Messages dead-lettered before they could be decoded", ["command"])
+REPLIES_REFUSED = Counter(
+    "worker_replies_refused", "Outcomes not sent: reply_to is not a reply queue of the command's publisher", ["command"]
+)
 APPLY_LATENCY = Histogram(
     "worker_apply_latency_seconds",
     "From the worker's receipt of a command until its batch is committed and acked",

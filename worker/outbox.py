@@ -1,15 +1,16 @@
 """The outbox: each applied command's event, written in the command's transaction, relayed after commit."""
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import JSON, Dialect, TypeDecorator, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.events import Event, EventName
+from shared.contracts.events import EventName
 from shared.models import CommandStatus, OutboxEvent
 from worker.envelope import Envelope
 from worker.handlers.result import Result
@@ -19,38 +20,70 @@ EVENT_NAMESPACE = uuid.UUID("1b4f6a52-2f0e-4d7c-9a51-3c7e8d0f6b21")
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """One event as stored: its outbox id orders it within its partition."""
+    """One event as stored: its outbox id orders it within its partition; `body` is its JSON."""
 
     id: int
     name: str
     command_id: uuid.UUID
-    payload: dict[str, Any]
+    event_id: str
+    request_id: str | None
+    body: bytes
+
+
+class _EncodedJSON(TypeDecorator[str]):
+    """JSON text bound as it is: an event is encoded once, for the table and for the broker."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_INSERT = (
+    insert(OutboxEvent)
+    .values(payload=bindparam("body", type_=_EncodedJSON()))
+    .returning(OutboxEvent.id, sort_by_parameter_order=True)
+)
 
 
 def event_row(envelope: Envelope[Any], result: Result, name: EventName | None) -> dict[str, Any] | None:
-    """The outbox row of an applied command (None for rejections and commands without an event)."""
-    if name is None or result.status != CommandStatus.APPLIED or result.resource_id is None:
+    """The outbox row of an applied command (None for rejections and commands without an event).
+
+    The payload is the event as shared/contracts/events.py describes it, built as plain JSON data:
+    validating a 1,000-item item.imported here cost an import ~3 ms a chunk, so the models are
+    checked against what every command writes by tests/contracts/test_event_payloads.py instead.
+    """
+    if name is None or result.status != CommandStatus.APPLIED:
         return None
-    event = Event(
-        event_id=uuid.uuid5(EVENT_NAMESPACE, f"{envelope.command_id}:{name}"),
-        command_id=envelope.command_id,
-        name=name,
-        resource_id=result.resource_id,
-        occurred_at=datetime.now(UTC),
-        data=result.changes,
-        request_id=envelope.request_id,
+    resource_id, data = (
+        (result.announce.resource_id, result.announce.data) if result.announce else (result.resource_id, result.changes)
     )
-    payload = event.model_dump(mode="json")
-    return {"command_id": envelope.command_id, "partition": envelope.partition, "name": name, "payload": payload}
+    if resource_id is None:
+        return None
+    payload = {
+        "event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"{envelope.command_id}:{name}")),
+        "command_id": str(envelope.command_id),
+        "name": name.value,
+        "resource_id": resource_id,
+        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "data": data,
+        "request_id": envelope.request_id,
+    }
+    body = _encoded(payload).decode()
+    return {"command_id": envelope.command_id, "partition": envelope.partition, "name": name, "body": body,
+            "event_id": payload["event_id"], "request_id": envelope.request_id}  # fmt: skip
 
 
 async def write(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[OutboxRow]:
     """Insert outbox rows in the command batch's transaction; returned in order, with their ids."""
     if not rows:
         return []
-    result = await conn.execute(insert(OutboxEvent).returning(OutboxEvent.id, sort_by_parameter_order=True), rows)
+    inserted = [{key: row[key] for key in ("command_id", "partition", "name", "body")} for row in rows]
+    result = await conn.execute(_INSERT, inserted)
     return [
-        OutboxRow(r.id, row["name"], row["command_id"], row["payload"]) for r, row in zip(result, rows, strict=True)
+        OutboxRow(r.id, row["name"], row["command_id"], row["event_id"], row["request_id"], row["body"].encode())
+        for r, row in zip(result, rows, strict=True)
     ]
 
 
@@ -69,4 +102,11 @@ async def unpublished(conn: AsyncConnection, partition: int) -> list[OutboxRow]:
         OutboxEvent.partition == partition, OutboxEvent.published_at.is_(None)
     )
     rows = await conn.execute(query.order_by(OutboxEvent.id))
-    return [OutboxRow(row.id, row.name, row.command_id, row.payload) for row in rows]
+    return [
+        OutboxRow(r.id, r.name, r.command_id, r.payload["event_id"], r.payload.get("request_id"), _encoded(r.payload))
+        for r in rows
+    ]
+
+
+def _encoded(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()

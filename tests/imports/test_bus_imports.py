@@ -114,10 +114,18 @@ async def test_a_chunk_republished_with_a_new_message_id_has_one_effect(
     assert [record["title"] for record in titles] == ["again 1", "again 3"]
     assert [(o["status"], o["code"]) for o in outcomes] == [("applied", "created")] * 3
     changes = [json.loads(o["changes"]) for o in outcomes]
-    assert changes[0] == {"import_id": str(import_id), "seq": 0, "applied": 1, "rejected": 1}
-    assert changes[1] == {"import_id": str(import_id), "seq": 0, "applied": 0, "rejected": 0, "duplicate": True}
+    chunk_figures = ["import_id", "seq", "applied", "rejected", "duplicate", "chunks_done", "state"]
+    assert [[c.get(key) for key in chunk_figures] for c in changes] == [
+        [str(import_id), 0, 1, 1, None, 1, "running"],
+        [str(import_id), 0, 0, 0, True, 1, "running"],
+        [str(import_id), 1, 1, 0, None, 2, "completed"],
+    ]
+    assert [c["errors"] for c in changes] == [
+        [{"row": 2, "error": "title: must not be blank, nor contain NUL (\\u0000)"}],
+        [],
+        [],
+    ]
     assert "already applied" in outcomes[1]["detail"]
-    assert "duplicate" not in changes[2]
 
 
 async def test_a_chunk_naming_another_owners_import_cannot_claim_its_seq(

@@ -18,7 +18,7 @@ from shared.settings import ServiceGrant
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_EXCHANGE_NAME, declare_topology, partition_queue_name
 from tests import settings as test_settings
 from tests.security.helpers import VHOST, BusLogin, command, connect_as, outcome_of, provision, publish_as
-from tests.support.api import WAIT, sign_up
+from tests.support.api import sign_up
 from tests.support.processes import Gateway, Worker, free_port, queue_info, wait_until
 
 PREFIX = test_settings.VHOST
@@ -184,16 +184,18 @@ async def test_an_event_reader_reads_events_and_publishes_nothing(stack: object)
     await _assert_refused(reader, lambda ch: _consume(ch, partition_queue_name(0)))
 
 
-async def test_a_gateway_runs_with_the_least_privilege_bus_user(stack: object) -> None:
-    """It publishes and gets outcomes on its reply queue; the worker, told another gateway user, sees a service."""
+async def test_a_gateway_runs_with_the_least_privilege_bus_user(stack: object, primary: asyncpg.Connection) -> None:
+    """It publishes; the worker, told another gateway user, sees a service, and sends that service no
+    outcome on a gateway reply queue (replies go only to the publisher's own: tests/bus/test_replies.py)."""
     login = provision(gateway_user(f"{PREFIX}.gateway"))
     url = f"amqp://{quote(login.name, safe='')}:{quote(login.password, safe='')}@127.0.0.1:5672/{VHOST}"
     with Gateway(env={"RABBIT_URL": url}) as gateway:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
             body = {"email": f"{uuid.uuid4().hex}@example.org", "password": "long enough password", "full_name": "G"}
-            answer = await client.post("/api/v1/users", json=body, headers=WAIT)
-    assert answer.status_code == 403, answer.text  # user.create by service:<gateway user>: not granted
-    assert answer.json()["code"] == "forbidden"
+            answer = await client.post("/api/v1/users", json=body, headers={"Prefer": "wait=1"})
+    assert answer.status_code == 202, answer.text  # published; no outcome came back to this gateway
+    outcome = await outcome_of(primary, uuid.UUID(answer.json()["command_id"]))
+    assert (outcome["status"], outcome["code"], outcome["actor"]) == ("rejected", "forbidden", f"service:{login.name}")
 
 
 def test_a_worker_starts_and_subscribes_with_the_least_privilege_bus_user(stack: object) -> None:

@@ -8,12 +8,21 @@ from shared.models import CommandStatus
 
 
 @dataclass(frozen=True)
+class Announcement:
+    """What an applied command's event says, when it is not its resource and changes (item.imported)."""
+
+    resource_id: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Result:
     status: CommandStatus
     code: OutcomeCode
     resource_id: int | None = None
     detail: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
+    announce: Announcement | None = None  # None: the event (if any) is the resource and its changes
 
 
 def applied(code: OutcomeCode, resource_id: int, changes: dict[str, Any]) -> Result:
