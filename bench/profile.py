@@ -1,4 +1,4 @@
-"""`python -m bench.profile [worker|gateway]`: where the single-command path spends its time.
+"""`python -m bench.profile worker|gateway|import|reads`: where a path spends its time.
 
 Starts the stack like bench.run, drives it (bus `item.create` for the worker, `POST /api/v1/items`
 for the gateway, a CSV upload for import) and samples the process with py-spy; prints the frames with the most samples,
@@ -13,8 +13,9 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from bench.cpu import Meter
 from bench.report import Table
-from bench.run import GATEWAY_ENV, BenchWorker, Sizes, bus_commands, create_users, http_writes, imports
+from bench.run import GATEWAY_ENV, BenchWorker, Sizes, bus_commands, create_users, http_writes, imports, reads
 from tests.support.database import reset_database
 from tests.support.processes import Gateway
 from tests.support.rabbit import reset_vhost
@@ -49,19 +50,22 @@ async def drive(
 ) -> Path:
     out = Path(tempfile.mkdtemp()) / f"{target}.txt"
     assert gateway.process is not None
-    pid = gateway.process.pid if target == "gateway" else worker.pid
+    pid = gateway.process.pid if target in ("gateway", "reads") else worker.pid
     options = ["-d", str(int(seconds)), "-r", "200", "--format", "raw", "-o", str(out)]
     spy = await asyncio.create_subprocess_exec(
         PY_SPY, "record", "-p", str(pid), *options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     table = Table()
     sizes = Sizes(load_s=seconds, warm_s=1, raw_s=1, bus_messages=messages, imports=())
+    meter = Meter(gateway.process.pid, worker.pid)
     if target == "worker":
-        await bus_commands(table, sizes, users, pipeline=0)
+        await bus_commands(table, sizes, users, pipeline=0, meter=meter)
     elif target == "import":
         await imports(table, gateway.url, users[0], messages, 0, worker)
+    elif target == "reads":
+        await reads(table, sizes, gateway.url, users[0], meter)
     else:
-        await http_writes(table, sizes, gateway.url, users, pipeline=0, c=64)
+        await http_writes(table, sizes, gateway.url, users, pipeline=0, c=64, meter=meter)
     await spy.wait()
     print(table.render())
     return out
@@ -85,7 +89,7 @@ async def main(target: str, seconds: float, messages: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("target", choices=["worker", "gateway", "import"])
+    parser.add_argument("target", choices=["worker", "gateway", "import", "reads"])
     parser.add_argument("--seconds", type=float, default=15, help="sampling time (and HTTP load time)")
     parser.add_argument("--messages", type=int, default=5_000, help="bus commands (worker) or rows (import)")
     args = parser.parse_args()
