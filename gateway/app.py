@@ -12,6 +12,7 @@ from gateway import apidoc, problems
 from gateway.bus import CommandBus
 from gateway.consistency import ConsistencyHeaders, Reads
 from gateway.deps import Services
+from gateway.hot import HotRoutes
 from gateway.limits import EdgeLimits, RateLimits
 from gateway.metrics import instrument
 from gateway.recent_users import RecentUsers
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan)
     apidoc.install(app)
+    app.add_middleware(HotRoutes)  # innermost: after the edge limits, the request id and the consistency headers
     app.add_middleware(ConsistencyHeaders)
     app.state.limits = RateLimits(settings)
     app.add_middleware(EdgeLimits, settings=settings, rate_limits=app.state.limits)  # 413 / 429 first

@@ -59,6 +59,12 @@ FIELD_VALUE = r"^[\t\x20-\x7e\x80-\xff]*$"
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
 
+def prefer_wait(value: str | None, cap: float) -> float | None:
+    """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
+    match = _PREFER_WAIT.search(value or "")
+    return min(float(match.group(1)), cap) if match else None
+
+
 async def get_prefer_wait(
     services: ServicesDep,
     prefer: Annotated[
@@ -70,11 +76,7 @@ async def get_prefer_wait(
         ),
     ] = None,
 ) -> float | None:
-    """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
-    match = _PREFER_WAIT.search(prefer or "")
-    if not match:
-        return None
-    return min(float(match.group(1)), services.settings.prefer_wait_max)
+    return prefer_wait(prefer, services.settings.prefer_wait_max)
 
 
 PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
@@ -86,6 +88,10 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 async def get_current_user(
     services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
 ) -> User:
+    return await caller(services, access_token, token)
+
+
+async def caller(services: Services, access_token: str, token: int | None) -> User:
     """The caller: a valid token of a user who exists, is active and has the password the token was
     issued under (a deleted user's token fails, and so do older tokens after a password change)."""
     try:

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.problems import Problem, problem_response
+from gateway.problems import Problem, answer_for
 from gateway.security import subject_of
 from shared.settings import Settings
 
@@ -221,7 +221,9 @@ def _too_large(cap: int) -> Problem:
 
 
 def _problem(problem: Problem) -> JSONResponse:
-    return problem_response(problem.status_code, problem.detail, dict(problem.headers or {}), **problem.extra)
+    answer = answer_for(problem)
+    assert answer is not None
+    return answer
 
 
 class _BodyGuard:

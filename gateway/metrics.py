@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.logging import begin_request, new_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
+ROUTE_KEY = "opengovfood.route"  # the scope key where a route answered outside FastAPI notes its template
 log = structlog.get_logger("gateway.access")
 
 REQUESTS = Counter("gateway_http_requests", "HTTP requests answered", ["method", "route", "status"])
@@ -32,6 +33,8 @@ QUEUE_CONSUMERS = Gauge("opengovfood_queue_consumers", "Consumers of a queue", [
 
 def _route(request: Request) -> str:
     """The route template, never the raw path (ids would explode the label set)."""
+    if (hot := request.scope.get(ROUTE_KEY)) is not None:  # answered by gateway/hot.py
+        return str(hot)
     effective = (request.scope.get("fastapi") or {}).get("effective_route_context")
     if effective is not None:  # a route of an included router: its full path, prefixes included
         return str(effective.path)

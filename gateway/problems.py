@@ -49,6 +49,15 @@ def problem_response(status: int, detail: Any, headers: dict[str, str] | None = 
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
+def answer_for(error: Exception) -> JSONResponse | None:
+    """The problem+json answer of an error raised outside FastAPI's routes (None: not ours to answer)."""
+    if isinstance(error, Problem):
+        return problem_response(error.status_code, error.detail, dict(error.headers or {}), **error.extra)
+    if isinstance(error, UNAVAILABLE):
+        return unavailable()
+    return None
+
+
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body that is not UTF-8
@@ -84,10 +93,14 @@ def _error(loc: Any, msg: str, kind: str) -> dict[str, Any]:
     return {"loc": list(loc), "msg": msg, "type": kind}
 
 
-async def unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+def unavailable() -> JSONResponse:
     return problem_response(
         503, "the database is unreachable just now; retry shortly", {"Retry-After": DATABASE_RETRY_AFTER_S}
     )
+
+
+async def unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    return unavailable()
 
 
 def install(app: FastAPI) -> None:

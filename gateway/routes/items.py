@@ -7,7 +7,7 @@ from sqlalchemy import Row
 
 from gateway import repository
 from gateway.apidoc import header, link, write_answers
-from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep, TokenDep
+from gateway.deps import CurrentUser, PreferWaitDep, Services, ServicesDep, TokenDep
 from gateway.idempotency import IdempotencyKeyDep
 from gateway.pagination import Cursor, Skip, decode_cursor, next_cursor
 from gateway.problems import Problem
@@ -27,12 +27,21 @@ CREATED = {verb: link(f"items-{verb}", item_id="$response.body#/id") for verb in
 IfMatch = Annotated[ETag | None, Header(description="Apply only if the item's ETag is still one of these (else 412)")]
 
 
-def _resource(owner_id: int) -> Resource:
+def item_resource(owner_id: int) -> Resource:
+    """How a write's answer shows the item it created or changed."""
+
     async def read(session: ReadSession, item_id: int) -> ItemRead | None:
         item = await repository.get_owned_item(session, item_id, owner_id)
         return ItemRead.model_validate(item) if item else None
 
     return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
+
+
+async def read_owned_item(services: Services, token: int | None, item_id: int, owner_id: int) -> ItemRead | None:
+    """One of the owner's items as the API shows it (None: none of theirs has this id)."""
+    async with services.reads.session(token) as session:
+        item = await repository.get_owned_item(session, item_id, owner_id)
+    return ItemRead.model_validate(item) if item is not None else None
 
 
 def _precondition(if_match: str | None) -> dict[str, str]:
@@ -62,7 +71,7 @@ async def create_item(
     command = CreateItem(owner_id=user.id, **body.model_dump(exclude_unset=True))
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_CREATE, command,
-        wait_s=wait, resource=_resource(user.id), key=key, route="POST /items", fingerprinted=body,
+        wait_s=wait, resource=item_resource(user.id), key=key, route="POST /items", fingerprinted=body,
     )  # fmt: skip
 
 
@@ -103,12 +112,11 @@ async def read_item(
     item_id: ItemId, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
 ) -> ItemRead:
     """One of the caller's items, with its ETag for a later If-Match."""
-    async with services.reads.session(token) as session:
-        item = await repository.get_owned_item(session, item_id, user.id)
+    item = await read_owned_item(services, token, item_id, user.id)
     if item is None:
         raise Problem(404, NOT_FOUND)
     response.headers["ETag"] = item_etag(item)
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.patch(
@@ -133,7 +141,7 @@ async def update_item(
     command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True), **_precondition(if_match))
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_UPDATE, command,
-        wait_s=wait, resource=_resource(user.id), key=key, route=f"PATCH /items/{item_id}", fingerprinted=command,
+        wait_s=wait, resource=item_resource(user.id), key=key, route=f"PATCH /items/{item_id}", fingerprinted=command,
     )  # fmt: skip
 
 
@@ -157,5 +165,5 @@ async def delete_item(
     command = DeleteItem(item_id=item_id, **_precondition(if_match))
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_DELETE, command,
-        wait_s=wait, resource=_resource(user.id), key=key, route=f"DELETE /items/{item_id}", fingerprinted=command,
+        wait_s=wait, resource=item_resource(user.id), key=key, route=f"DELETE /items/{item_id}", fingerprinted=command,
     )  # fmt: skip

@@ -1,0 +1,170 @@
+"""The routes that carry the load, answered without FastAPI's per-request machinery.
+
+`POST /api/v1/items` and `GET /api/v1/items/{id}` run here on the same functions the FastAPI routes
+use (caller, dispatch, repository), minus dependency resolution, its exception layers and its
+response model validation. Whatever this path would not answer with success (a body or a value it
+does not accept, a missing or refused token) goes on to the FastAPI route untouched, with the body
+it already read: that route says why, so every error answer has one source.
+"""
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.consistency import TOKEN_HEADER, parse_token
+from gateway.deps import Services, caller, prefer_wait
+from gateway.idempotency import KEY_PATTERN
+from gateway.metrics import ROUTE_KEY
+from gateway.problems import Problem, answer_for
+from gateway.routes.items import item_resource, read_owned_item
+from gateway.schemas import ItemCreate
+from gateway.writes import dispatch_as_caller
+from shared.contracts.commands import CommandName, CreateItem
+from shared.etag import item_etag
+from shared.models import User
+
+ITEMS = "/api/v1/items"
+ITEM = ITEMS + "/"
+ITEM_TEMPLATE = ITEM + "{item_id:int}"  # as the FastAPI route is labelled in the metrics
+MAX_ID = 2**31 - 1
+JSON = b"application/json"
+KEY = re.compile(KEY_PATTERN)
+NOT_THIS_PATH = object()  # the request goes on to the route
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HotRoutes:
+    """ASGI middleware in front of the routes: the hot paths here, everything else passed on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if method == "POST" and path == ITEMS:
+                scope[ROUTE_KEY] = ITEMS
+                await _answering_errors(self._create_item, scope, receive, send)
+                return
+            if method == "GET" and path.startswith(ITEM) and path[len(ITEM) :].isdigit():
+                scope[ROUTE_KEY] = ITEM_TEMPLATE
+                await _answering_errors(self._read_item, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _read_item(self, scope: Scope, receive: Receive, send: Send) -> None:
+        item_id = int(scope["path"][len(ITEM) :])
+        headers = _headers(scope)
+        services: Services = scope["app"].state.services
+        token = _token(headers)
+        user = await _caller(services, headers, token) if token is not NOT_THIS_PATH else None
+        if user is None or not 0 < item_id <= MAX_ID:
+            await self.app(scope, receive, send)
+            return
+        item = await read_owned_item(services, token, item_id, user.id)
+        if item is None:
+            await self.app(scope, receive, send)  # the route answers the 404
+            return
+        body = item.model_dump_json().encode()
+        await _send_json(send, 200, body, [(b"etag", item_etag(item).encode())])
+
+    async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        body, replay = await _read_body(receive)
+        services: Services = scope["app"].state.services
+        key = headers.get(b"idempotency-key")
+        token = _token(headers)
+        usable = token is not NOT_THIS_PATH and _is_json(headers) and (key is None or KEY.match(key))
+        fields = _valid_item(body) if usable else None
+        user = await _caller(services, headers, token) if fields is not None else None
+        if fields is None or user is None:
+            await self.app(scope, replay, send)
+            return
+        command = CreateItem.model_construct(fields.model_fields_set | {"owner_id"}, owner_id=user.id, **dict(fields))
+        wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
+        response = await dispatch_as_caller(
+            services, user.id, CommandName.ITEM_CREATE, command, wait_s=wait, resource=item_resource(user.id),
+            key=key, route="POST /items", fingerprinted=fields,
+        )  # fmt: skip
+        await response(scope, replay, send)
+
+
+async def _answering_errors(handle: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    """Errors as the routes answer them: a Problem as itself, an unreachable database as 503."""
+    try:
+        await handle(scope, receive, send)
+    except Exception as error:
+        if (answer := answer_for(error)) is None:
+            raise
+        await answer(scope, receive, send)
+
+
+async def _caller(services: Services, headers: dict[bytes, str], token: int | None) -> User | None:
+    """The verified caller, or None when the route should answer (no token, a refused one)."""
+    scheme, _, credentials = headers.get(b"authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    try:
+        return await caller(services, credentials.strip(), token)
+    except (jwt.InvalidTokenError, Problem):
+        return None
+
+
+def _token(headers: dict[bytes, str]) -> Any:
+    """The request's consistency token (None without one; NOT_THIS_PATH if it is not one)."""
+    value = headers.get(TOKEN_HEADER.lower().encode())
+    if value is None:
+        return None
+    try:
+        return parse_token(value)
+    except ValueError:
+        return NOT_THIS_PATH
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The request's headers by lower-case name (the last of repeated ones)."""
+    return {name: value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _is_json(headers: dict[bytes, str]) -> bool:
+    return headers.get(b"content-type", "").split(";", 1)[0].strip().encode() == JSON
+
+
+def _valid_item(body: bytes) -> ItemCreate | None:
+    try:
+        return ItemCreate.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Callable[[], Awaitable[Message]]]:
+    """The whole body, and a `receive` that hands it over again (to the route, or to a response)."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", receive  # the client left: whoever reads next sees the disconnect
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(parts)
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
+
+
+async def _send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
