@@ -7,6 +7,7 @@ declare -A WANTED=(
   [wrk]=wrk  # load generator of `make bench`
   [docker-compose]=docker-compose
   [openssl]=openssl  # tests/bus/test_tls.py issues its throwaway certificates with it
+  [curl]=curl  # the README's Quickstart and scripts/services.sh call it
 )
 
 missing=()
