@@ -289,26 +289,32 @@ class BenchWorker(Worker):
         return self.process.pid
 
 
-async def main(sizes: Sizes) -> Table:
+PARTS = ("writes", "bus", "imports", "reads")
+
+
+async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
     table = Table()
     await reset_database()
     await reset_vhost()
     users = await create_users(200)
-    raw = await raw_baselines(table, sizes, users[0])
+    raw = await raw_baselines(table, sizes, users[0]) if {"writes", "bus"} & set(parts) else {"pipeline": 0.0}
     worker, gateway = BenchWorker(), Gateway(GATEWAY_ENV)
     worker.start()
     try:
         gateway.start()
         assert gateway.process is not None
         meter = Meter(gateway.process.pid, worker.pid)
-        for c, owners in ((16, users[1:65]), (64, users[65:129])):
-            await http_writes(table, sizes, gateway.url, owners, raw["pipeline"], c, meter)
-        await bus_commands(table, sizes, users[129:193], raw["pipeline"], meter)
-        for n, rows in enumerate(sizes.imports):
-            await imports(table, gateway.url, users[193 + n], rows, 0, worker)
-        await reads(table, sizes, gateway.url, users[199], meter)
+        if "writes" in parts:
+            for c, owners in ((16, users[1:65]), (64, users[65:129])):
+                await http_writes(table, sizes, gateway.url, owners, raw["pipeline"], c, meter)
+        if "bus" in parts:
+            await bus_commands(table, sizes, users[129:193], raw["pipeline"], meter)
+        if "imports" in parts:
+            for n, rows in enumerate(sizes.imports):
+                await imports(table, gateway.url, users[193 + n], rows, 0, worker)
+        if "reads" in parts:
+            await reads(table, sizes, gateway.url, users[199], meter)
         table.add("worker peak memory (VmHWM)", peak_mib(worker.pid), "MiB", target="≤ 300 MiB")
-        assert gateway.process is not None
         table.add("gateway peak memory (VmHWM)", peak_mib(gateway.process.pid), "MiB")
     finally:
         gateway.stop()
@@ -319,10 +325,11 @@ async def main(sizes: Sizes) -> Table:
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="measure only these parts")
     args = parser.parse_args()
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, capture_output=True)
     started = time.perf_counter()
-    table = uvloop.run(main(QUICK if args.quick else FULL))  # the worker's loop too
+    table = uvloop.run(main(QUICK if args.quick else FULL, tuple(args.only)))  # the worker's loop too
     print(table.render())
     print(f"  ({time.perf_counter() - started:.0f} s; database {test_settings.DATABASE}, vhost {test_settings.VHOST}; "
           f"logs in .test-logs/{test_settings.DATABASE}/)")  # fmt: skip

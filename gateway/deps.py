@@ -13,9 +13,9 @@ from gateway.bus import CommandBus
 from gateway.consistency import TOKEN_PATTERN, Reads, parse_token
 from gateway.problems import Problem
 from gateway.recent_users import RecentUsers
+from gateway.repository import UserRecord
 from gateway.security import Passwords, password_stamp, subject_of
 from gateway.status import StatusProbe
-from shared.models import User
 from shared.settings import Settings
 
 
@@ -87,11 +87,11 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 async def get_current_user(
     services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
-) -> User:
+) -> UserRecord:
     return await caller(services, access_token, token)
 
 
-async def caller(services: Services, access_token: str, token: int | None) -> User:
+async def caller(services: Services, access_token: str, token: int | None) -> UserRecord:
     """The caller: a valid token of a user who exists, is active and has the password the token was
     issued under (a deleted user's token fails, and so do older tokens after a password change)."""
     try:
@@ -100,7 +100,7 @@ async def caller(services: Services, access_token: str, token: int | None) -> Us
         raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
     user = services.users.get(subject.user_id) if token is None else None
     if user is None:
-        user = await services.reads.find(token, lambda session: repository.get_user(session, subject.user_id))
+        user = await services.reads.find(token, lambda conn: repository.get_user(conn, subject.user_id))
         if user is None or user.is_active is False:
             raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
         services.users.remember(user)
@@ -109,4 +109,4 @@ async def caller(services: Services, access_token: str, token: int | None) -> Us
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[UserRecord, Depends(get_current_user)]

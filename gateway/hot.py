@@ -20,12 +20,12 @@ from gateway.deps import Services, caller, prefer_wait
 from gateway.idempotency import KEY_PATTERN
 from gateway.metrics import ROUTE_KEY
 from gateway.problems import Problem, answer_for
+from gateway.repository import UserRecord
 from gateway.routes.items import item_resource, read_owned_item
 from gateway.schemas import ItemCreate
 from gateway.writes import dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem
 from shared.etag import item_etag
-from shared.models import User
 
 ITEMS = "/api/v1/items"
 ITEM = ITEMS + "/"
@@ -103,7 +103,7 @@ async def _answering_errors(handle: Handler, scope: Scope, receive: Receive, sen
         await answer(scope, receive, send)
 
 
-async def _caller(services: Services, headers: dict[bytes, str], token: int | None) -> User | None:
+async def _caller(services: Services, headers: dict[bytes, str], token: int | None) -> UserRecord | None:
     """The verified caller, or None when the route should answer (no token, a refused one)."""
     scheme, _, credentials = headers.get(b"authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credentials:

@@ -3,7 +3,7 @@
 import random
 import time
 
-from shared.models import User
+from gateway.repository import UserRecord
 
 MAX_ENTRIES = 10_000
 
@@ -16,15 +16,15 @@ class RecentUsers:
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
-        self._seen: dict[int, tuple[float, User]] = {}
+        self._seen: dict[int, tuple[float, UserRecord]] = {}
 
-    def get(self, user_id: int) -> User | None:
+    def get(self, user_id: int) -> UserRecord | None:
         entry = self._seen.get(user_id)
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
-    def remember(self, user: User) -> None:
+    def remember(self, user: UserRecord) -> None:
         if self.ttl_s <= 0:
             return
         if len(self._seen) >= MAX_ENTRIES:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from shared.contracts.fields import TEXT, Description, Email, FullName, Password, Status, Title
-from shared.models import CommandStatus
+from shared.models import CommandStatus, ImportState
 
 FormText = Annotated[str, StringConstraints(max_length=255, pattern=TEXT)]
 ITEM_EXAMPLE: dict[str, JsonValue] = {
@@ -265,3 +265,89 @@ class SystemStatus(BaseModel):
     replica_lag: ReplicaLag | None
     command_queues: list[QueueFigures]
     dead_letters: int | None
+
+
+class ActivityEntry(BaseModel):
+    """One command of the caller: what it was, when, its outcome and what it changed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    command_id: uuid.UUID
+    name: str
+    status: CommandStatus
+    code: str
+    detail: str | None = None
+    resource_id: int | None = None
+    changes: dict[str, Any] | None = None  # secrets are recorded as "<changed>", never their value
+    received_at: datetime
+    applied_at: datetime
+
+
+class Activity(BaseModel):
+    model_config = examples(
+        {
+            "data": [
+                {
+                    "command_id": "3f0c2b1e-7d4a-4c8e-9a51-2b6f0e9d1c44",
+                    "name": "item.update",
+                    "status": "applied",
+                    "code": "updated",
+                    "resource_id": 7,
+                    "changes": {"status": "completed"},
+                    "received_at": "2026-11-29T10:15:00Z",
+                    "applied_at": "2026-11-29T10:15:00Z",
+                }
+            ]
+        }
+    )
+
+    data: list[ActivityEntry]
+
+
+IMPORT_ID_EXAMPLE = "9b2e4f6a-1c3d-4e5f-8a7b-0c1d2e3f4a5b"
+
+
+class ImportAccepted(BaseModel):
+    """202: every chunk is on the bus; follow Location for the progress."""
+
+    model_config = examples({"import_id": IMPORT_ID_EXAMPLE, "rows": 2, "chunks": 1, "state": "pending"})
+
+    import_id: uuid.UUID
+    rows: int
+    chunks: int
+    state: ImportState = ImportState.PENDING
+
+
+class RowError(BaseModel):
+    row: int
+    error: str
+
+
+class ImportRead(BaseModel):
+    """An import's progress: `completed` once every chunk is applied."""
+
+    model_config = examples(
+        {
+            "import_id": IMPORT_ID_EXAMPLE,
+            "state": "completed",
+            "total_chunks": 1,
+            "chunks_done": 1,
+            "applied": 1,
+            "rejected": 1,
+            "errors": [
+                {"row": 3, "error": "status: Input should be 'pending', 'in_progress', 'completed' or 'cancelled'"}
+            ],
+            "created_at": "2026-11-29T10:15:00Z",
+            "updated_at": "2026-11-29T10:15:01Z",
+        }
+    )
+
+    import_id: uuid.UUID
+    state: ImportState
+    total_chunks: int | None = None
+    chunks_done: int = 0
+    applied: int = 0
+    rejected: int = 0
+    errors: list[RowError] = []
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Response
 from fastapi.responses import JSONResponse
@@ -19,7 +20,7 @@ from gateway.schemas import Accepted
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode
-from shared.db import ReadSession
+from shared.db import ReadConnection
 from shared.models import CommandStatus
 
 RETRY_AFTER_S = "2"
@@ -39,7 +40,7 @@ class Resource:
     """How to show what a command created or changed."""
 
     path: Callable[[int], str]
-    read: Callable[[ReadSession, int], Awaitable[BaseModel | None]]
+    read: Callable[[ReadConnection, int], Awaitable[BaseModel | None]]
     etag: Callable[[BaseModel], str] | None = None
 
 
@@ -116,11 +117,16 @@ async def _known_outcome(services: Services, idempotent: IdempotentRequest, acto
     """What this key already did, read on the primary (the strongest answer): the outcome of this
     request, or a refusal when the key was used for another; None when it is new, or when its
     command was dead-lettered (the retry publishes it again: it is applied at its retry)."""
-    async with services.reads.primary() as session:
-        command = await repository.get_command_by_key(session, idempotent.key_id, str(actor))
+
+    async def read(conn: ReadConnection) -> tuple[Any, str | None]:
+        command = await repository.get_command_by_key(conn, idempotent.key_id, str(actor))
         if command is None or command.status == CommandStatus.DEAD_LETTERED:
-            return None
-        token = await replayed_position(session) if services.reads.watermark is not None else None
+            return None, None
+        return command, await replayed_position(conn) if services.reads.watermark is not None else None
+
+    command, token = await services.reads.latest(read)
+    if command is None:
+        return None
     if command.command_id != idempotent.command_id:
         return Outcome(
             command_id=command.command_id,
@@ -162,8 +168,8 @@ async def answer(services: Services, outcome: Outcome, resource: Resource) -> Re
     if status == 204 or outcome.resource_id is None:
         return Response(status_code=204, headers=headers)
     token = parse_token(outcome.token) if outcome.token else None
-    async with services.reads.session(token) as session:
-        shown = await resource.read(session, outcome.resource_id)
+    resource_id = outcome.resource_id
+    shown = await services.reads.run(token, lambda conn: resource.read(conn, resource_id))
     if status == 201:
         headers["Location"] = resource.path(outcome.resource_id)
     if shown is None:  # changed again since: the command's own record still answers

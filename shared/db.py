@@ -1,24 +1,29 @@
-"""Async engines and the two session types: writes (worker, primary) and reads (gateway)."""
+"""Async engines, and the type of the gateway's connections, which may only read."""
 
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy import Executable, Result, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.settings import Settings
 from shared.tls import database_ssl
 
 
-class ReadSession(AsyncSession):
-    """A session that may only read: flushing raises, so read code cannot write by accident."""
+class ReadConnection:
+    """A connection that may only read: it runs statements and has no way to commit, so read code
+    cannot write by accident (and the gateway's role and read-only transactions refuse it anyway)."""
 
-    async def flush(self, objects: Any = None) -> NoReturn:
-        raise RuntimeError("ReadSession is read-only")
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
+        return await self._conn.execute(statement, params)
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
+        return await self._conn.scalar(statement, params)
 
 
 def is_sqlite(url: str) -> bool:
@@ -39,12 +44,11 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def create_engine(
-    url: str, settings: Settings, *, read_only: bool = False, reads: bool = False, pre_ping: bool | None = None
-) -> AsyncEngine:
+def create_engine(url: str, settings: Settings, *, read_only: bool = False, reads: bool = False) -> AsyncEngine:
     """An engine with the configured pool; read_only makes every PostgreSQL transaction read-only.
 
-    pre_ping overrides DB_POOL_PRE_PING (the worker retries a dead connection instead of pinging).
+    A connection is not pinged before use (a round trip each time): a dead one fails, and whoever
+    uses it retries (the gateway's reads once, the worker as a transient failure).
     """
     if is_sqlite(url):
         engine = create_async_engine(url, echo=settings.db_echo)
@@ -63,7 +67,6 @@ def create_engine(
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping if pre_ping is None else pre_ping,
         connect_args={"server_settings": server_settings} | tls_connect_args(settings),
     )
 
@@ -74,8 +77,3 @@ def tls_connect_args(settings: Settings) -> dict[str, Any]:
         settings.database_sslmode, settings.database_sslrootcert, settings.database_sslcert, settings.database_sslkey
     )
     return {} if context is None else {"ssl": context}
-
-
-def read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[ReadSession]:
-    """Sessions bound to a read engine (the replica, or the primary as a read-only fallback)."""
-    return async_sessionmaker(engine, class_=ReadSession, expire_on_commit=False, autoflush=False)

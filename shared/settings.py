@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     db_max_overflow: int = 20
     db_pool_timeout: float = 30.0
     db_pool_recycle: int = 1800
-    db_pool_pre_ping: bool = True
     db_echo: bool = False
 
     rabbit_url: str = "amqp://guest:guest@localhost:5672/"

@@ -32,8 +32,7 @@ class Worker:
         self.settings = settings = settings or get_settings()
         self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
         self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
-        # No ping per checkout (a round trip per batch): a dead connection fails as transient and is retried.
-        self.engine = create_engine(settings.database_url, settings, pre_ping=False)
+        self.engine = create_engine(settings.database_url, settings)
         applier = GroupCommit(Applier(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s))
         outbound = Outbound(self.publisher, settings.gateway_bus_user)
         self.partitions = partitions_of_worker(

@@ -1,6 +1,7 @@
 """A command's outcome, for its own actor only."""
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -8,19 +9,21 @@ from gateway import repository
 from gateway.consistency import TOKEN_HEADER, replayed_position
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.problems import Problem
+from gateway.repository import UserRecord
 from gateway.schemas import CommandRead
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
-from shared.models import Command, CommandStatus, User
+from shared.db import ReadConnection
+from shared.models import CommandStatus
 
 router = APIRouter(prefix="/commands", tags=["commands"])
 
 
-def _is_callers(command: Command, user: User) -> bool:
+def _is_callers(command: Any, user: UserRecord) -> bool:
     """The actor's own commands, and the sign-up that created the caller."""
     if command.actor == str(Actor.user(user.id)):
         return True
-    return command.name == CommandName.USER_CREATE and command.resource_id == user.id
+    return bool(command.name == CommandName.USER_CREATE and command.resource_id == user.id)
 
 
 @router.get(
@@ -32,14 +35,19 @@ async def read_command(
     command_id: uuid.UUID, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
 ) -> CommandRead:
     """`pending` until the worker has recorded an outcome; another actor's command is 404."""
-    async with services.reads.session(token) as session:
-        command = await repository.get_command(session, command_id)
-        if command is None:
-            return CommandRead(command_id=command_id, status=CommandStatus.PENDING)
-        if not _is_callers(command, user):
-            raise Problem(404, "no such command")
-        if services.reads.watermark is not None:  # what this session sees includes the commit
-            response.headers[TOKEN_HEADER] = await replayed_position(session)
+
+    async def read(conn: ReadConnection) -> tuple[Any, str | None]:
+        command = await repository.get_command(conn, command_id)
+        seen = await replayed_position(conn) if command is not None and services.reads.watermark is not None else None
+        return command, seen  # what this connection sees includes the commit
+
+    command, seen = await services.reads.run(token, read)
+    if command is None:
+        return CommandRead(command_id=command_id, status=CommandStatus.PENDING)
+    if not _is_callers(command, user):
+        raise Problem(404, "no such command")
+    if seen is not None:
+        response.headers[TOKEN_HEADER] = seen
     return CommandRead(
         command_id=command.command_id,
         name=command.name,

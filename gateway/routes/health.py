@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.deps import Services, ServicesDep
 from gateway.schemas import Liveness, Readiness, SystemStatus
@@ -60,10 +61,10 @@ async def live() -> Liveness:
     return Liveness()
 
 
-async def _has_tables(factory: Any) -> bool:
-    async with factory() as session:
+async def _has_tables(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
         for table in EXPECTED_TABLES:
-            await session.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
+            await conn.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
     return True
 
 

@@ -2,7 +2,6 @@
 
 import tempfile
 import uuid
-from datetime import datetime
 from itertools import permutations
 from pathlib import Path
 from typing import Annotated
@@ -10,68 +9,20 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
+from gateway import repository
 from gateway.apidoc import header, link
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.limits import get_limits
 from gateway.problems import Problem
-from gateway.schemas import examples
+from gateway.schemas import ImportAccepted, ImportRead, RowError
 from shared.contracts.fields import SPACE
-from shared.db import ReadSession
 from shared.importer import CONTENT_TYPES, CSV_TYPE, JSONL_TYPE, SourceError, publish_import
-from shared.models import ImportJob, ImportState
+from shared.models import ImportState
 from shared.publishing import NotConfirmed
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 RETRY_AFTER_S = "2"
-IMPORT_ID_EXAMPLE = "9b2e4f6a-1c3d-4e5f-8a7b-0c1d2e3f4a5b"
-
-
-class ImportAccepted(BaseModel):
-    """202: every chunk is on the bus; follow Location for the progress."""
-
-    model_config = examples({"import_id": IMPORT_ID_EXAMPLE, "rows": 2, "chunks": 1, "state": "pending"})
-
-    import_id: uuid.UUID
-    rows: int
-    chunks: int
-    state: ImportState = ImportState.PENDING
-
-
-class RowError(BaseModel):
-    row: int
-    error: str
-
-
-class ImportRead(BaseModel):
-    """An import's progress: `completed` once every chunk is applied."""
-
-    model_config = examples(
-        {
-            "import_id": IMPORT_ID_EXAMPLE,
-            "state": "completed",
-            "total_chunks": 1,
-            "chunks_done": 1,
-            "applied": 1,
-            "rejected": 1,
-            "errors": [
-                {"row": 3, "error": "status: Input should be 'pending', 'in_progress', 'completed' or 'cancelled'"}
-            ],
-            "created_at": "2026-11-29T10:15:00Z",
-            "updated_at": "2026-11-29T10:15:01Z",
-        }
-    )
-
-    import_id: uuid.UUID
-    state: ImportState
-    total_chunks: int | None = None
-    chunks_done: int = 0
-    applied: int = 0
-    rejected: int = 0
-    errors: list[RowError] = []
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
 
 def location(import_id: uuid.UUID) -> str:
@@ -166,14 +117,10 @@ async def upload(
     return JSONResponse(body.model_dump(mode="json"), 202, headers={"Location": location(import_id)})
 
 
-async def _get_job(session: ReadSession, import_id: uuid.UUID) -> ImportJob | None:
-    return await session.get(ImportJob, import_id)
-
-
 @router.get("/{import_id}", operation_id="imports-read", responses={404: {"description": "Another user's import"}})
 async def read_import(import_id: uuid.UUID, user: CurrentUser, services: ServicesDep, token: TokenDep) -> ImportRead:
     """`pending` until the worker has applied a first chunk; another user's import is 404."""
-    job = await services.reads.find(token, lambda session: _get_job(session, import_id))
+    job = await services.reads.find(token, lambda conn: repository.get_import(conn, import_id))
     if job is None:
         return ImportRead(import_id=import_id, state=ImportState.PENDING)
     if job.owner_id != user.id:

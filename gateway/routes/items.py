@@ -15,7 +15,7 @@ from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpda
 from gateway.writes import Resource, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, UpdateItem
 from shared.contracts.fields import ETag, Id, SearchText
-from shared.db import ReadSession
+from shared.db import ReadConnection
 from shared.etag import item_etag
 from shared.models import ItemStatus
 
@@ -30,8 +30,8 @@ IfMatch = Annotated[ETag | None, Header(description="Apply only if the item's ET
 def item_resource(owner_id: int) -> Resource:
     """How a write's answer shows the item it created or changed."""
 
-    async def read(session: ReadSession, item_id: int) -> ItemRead | None:
-        item = await repository.get_owned_item(session, item_id, owner_id)
+    async def read(conn: ReadConnection, item_id: int) -> ItemRead | None:
+        item = await repository.get_owned_item(conn, item_id, owner_id)
         return ItemRead.model_validate(item) if item else None
 
     return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
@@ -39,8 +39,7 @@ def item_resource(owner_id: int) -> Resource:
 
 async def read_owned_item(services: Services, token: int | None, item_id: int, owner_id: int) -> ItemRead | None:
     """One of the owner's items as the API shows it (None: none of theirs has this id)."""
-    async with services.reads.session(token) as session:
-        item = await repository.get_owned_item(session, item_id, owner_id)
+    item = await services.reads.run(token, lambda conn: repository.get_owned_item(conn, item_id, owner_id))
     return ItemRead.model_validate(item) if item is not None else None
 
 
@@ -50,7 +49,7 @@ def _precondition(if_match: str | None) -> dict[str, str]:
 
 
 async def _owned_item(services: ServicesDep, token: int | None, item_id: int, owner_id: int) -> Row[Any]:
-    item = await services.reads.find(token, lambda session: repository.get_owned_item(session, item_id, owner_id))
+    item = await services.reads.find(token, lambda conn: repository.get_owned_item(conn, item_id, owner_id))
     if item is None:
         raise Problem(404, NOT_FOUND)
     return item
@@ -89,8 +88,9 @@ async def list_items(
     """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
     after = decode_cursor(cursor) if cursor else None
     where = repository.item_filters(user.id, status.value if status else None, q)
-    async with services.reads.session(token) as session:
-        rows, count = await repository.list_items(session, where, limit=limit, skip=skip, after=after)
+    rows, count = await services.reads.run(
+        token, lambda conn: repository.list_items(conn, where, limit=limit, skip=skip, after=after)
+    )
     items = [ItemRead.model_validate(row) for row in rows]
     return ItemsPage(data=items, count=count, next_cursor=next_cursor(list(rows), limit))
 
@@ -98,8 +98,7 @@ async def list_items(
 @router.get("/stats", operation_id="items-stats")
 async def item_stats(user: CurrentUser, services: ServicesDep, token: TokenDep) -> ItemStats:
     """How many of the caller's items are in each status."""
-    async with services.reads.session(token) as session:
-        counts = await repository.count_by_status(session, user.id)
+    counts = await services.reads.run(token, lambda conn: repository.count_by_status(conn, user.id))
     return ItemStats(**counts, total=sum(counts.values()))
 
 

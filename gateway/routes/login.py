@@ -12,11 +12,12 @@ from gateway.bus import BusUnavailable
 from gateway.deps import UNAUTHORIZED, Services, ServicesDep, TokenDep
 from gateway.limits import client_address, get_limits
 from gateway.problems import Problem
+from gateway.repository import UserRecord
 from gateway.schemas import AccessToken, LoginForm
 from gateway.security import create_access_token
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
-from shared.models import CommandStatus, User
+from shared.models import CommandStatus
 
 router = APIRouter(tags=["login"])
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ async def login(
 ) -> AccessToken:
     email = form.username.strip().lower()
     get_limits(request).login_account(client_address(request.scope, services.settings.trusted_proxy_hops), email)
-    user = await services.reads.find(token, lambda session: repository.get_user_by_email(session, email))
+    user = await services.reads.find(token, lambda conn: repository.get_user_by_email(conn, email))
     valid = await services.passwords.verify(user.hashed_password if user else None, form.password)
     if user is None or not valid:
         raise Problem(401, "incorrect email or password", headers=UNAUTHORIZED)
@@ -44,7 +45,7 @@ async def login(
     return AccessToken(access_token=create_access_token(user.id, stamped, services.settings))
 
 
-async def _rehash(services: Services, user: User, password: str) -> str:
+async def _rehash(services: Services, user: UserRecord, password: str) -> str:
     """The stored hash has older parameters: publish a new one as the user, and return the hash
     stored once the login is over (the token is tied to it). It replaces only the hash read here,
     so a password changed meanwhile is never overwritten by this one."""

@@ -14,13 +14,13 @@ from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
 from shared.contracts.fields import Id
 from shared.contracts.headers import Actor
-from shared.db import ReadSession
+from shared.db import ReadConnection
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-async def _read_user(session: ReadSession, user_id: int) -> UserRead | None:
-    user = await repository.get_user(session, user_id)
+async def _read_user(conn: ReadConnection, user_id: int) -> UserRead | None:
+    user = await repository.get_user(conn, user_id)
     return UserRead.model_validate(user) if user else None
 
 

@@ -92,7 +92,7 @@ def database_env(monkeypatch: pytest.MonkeyPatch, port: int, mode: str, certific
 async def _select_one(settings: Settings) -> None:
     """A write engine (the worker's) and a read engine (the gateway's) each run a query."""
     for engine in (
-        create_engine(settings.database_url, settings, pre_ping=False),
+        create_engine(settings.database_url, settings),
         create_engine(settings.read_database_url, settings, read_only=True, reads=True),
     ):
         try:
