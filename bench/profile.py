@@ -13,9 +13,22 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from bench.cpu import Meter
+from bench.cpu import Meter, per_unit
+from bench.load import load
 from bench.report import Table
-from bench.run import GATEWAY_ENV, BenchWorker, Sizes, bus_commands, create_users, http_writes, imports, reads
+from bench.run import (
+    GATEWAY_ENV,
+    HASH,
+    BenchWorker,
+    Sizes,
+    bus_commands,
+    create_users,
+    http_writes,
+    imports,
+    readable_items,
+)
+from gateway.security import create_access_token
+from shared.settings import get_settings
 from tests.support.database import reset_database
 from tests.support.processes import Gateway
 from tests.support.rabbit import reset_vhost
@@ -50,6 +63,7 @@ async def drive(
 ) -> Path:
     out = Path(tempfile.mkdtemp()) / f"{target}.txt"
     assert gateway.process is not None
+    ids = await readable_items(users[0]) if target == "reads" else []
     pid = gateway.process.pid if target in ("gateway", "reads") else worker.pid
     options = ["-d", str(int(seconds)), "-r", "200", "--format", "raw", "-o", str(out)]
     spy = await asyncio.create_subprocess_exec(
@@ -63,7 +77,12 @@ async def drive(
     elif target == "import":
         await imports(table, gateway.url, users[0], messages, 0, worker)
     elif target == "reads":
-        await reads(table, sizes, gateway.url, users[0], meter)
+        token = [create_access_token(users[0], HASH, get_settings())]
+        paths = [f"/api/v1/items/{i}" for i in ids]
+        meter.start()
+        result = await load(gateway.url, "GET", paths, token, concurrency=16, seconds=seconds)
+        table.add("GET /items/{id} c=16", result.ok_per_s, "req/s")
+        table.notes.append(f"CPU ms per request: {per_unit(meter.stop(), result.ok)}")
     else:
         await http_writes(table, sizes, gateway.url, users, pipeline=0, c=64, meter=meter)
     await spy.wait()

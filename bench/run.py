@@ -252,18 +252,24 @@ async def imports(table: Table, url: str, owner: int, rows: int, copy_rate: floa
     )
 
 
-async def reads(table: Table, sizes: Sizes, url: str, owner: int, meter: Meter) -> None:
+async def readable_items(owner: int, count: int = 1_000) -> list[int]:
+    """`count` items of the owner, on the replica too; their ids."""
     conn = await asyncpg.connect(test_settings.PRIMARY_DSN)
     try:
         await conn.copy_records_to_table(
             "item",
-            records=[(f"read {n}", "pending", owner) for n in range(1_000)],
+            records=[(f"read {n}", "pending", owner) for n in range(count)],
             columns=["title", "status", "owner_id"],
         )
         ids = [row["id"] for row in await conn.fetch("SELECT id FROM item WHERE owner_id = $1", owner)]
     finally:
         await conn.close()
     await wait_for_replica()
+    return ids
+
+
+async def reads(table: Table, sizes: Sizes, url: str, owner: int, meter: Meter) -> None:
+    ids = await readable_items(owner)
     raw = await baselines.point_reads(test_settings.REPLICA_DSN, [(i, owner) for i in ids], sizes.load_s)
     table.add("raw: asyncpg point read on the replica, 16 conns", raw, "reads/s")
     token = [create_access_token(owner, HASH, get_settings())]

@@ -19,9 +19,9 @@ from gateway.recent_users import RecentUsers
 from gateway.routes import activity, commands, docs, health, imports, items, login, users
 from gateway.security import Passwords
 from gateway.status import StatusProbe
-from shared.db import create_engine
 from shared.logging import configure_logging
 from shared.publishing import Publisher
+from shared.reading import read_database
 from shared.settings import Settings, get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, TopologyMismatch, declare_topology
 
@@ -70,8 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        replica = create_engine(settings.read_database_url, settings, reads=True)
-        primary = create_engine(settings.database_url, settings, read_only=True, reads=True)
+        same = settings.read_database_url == settings.database_url  # no replica: read the primary
+        replica = read_database(settings.read_database_url, settings)
+        primary = replica if same else read_database(settings.database_url, settings)
         publisher = Publisher(settings.rabbit_url, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
         connecting = asyncio.create_task(_connect(bus, settings))
@@ -79,12 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = Services(
             settings=settings,
             bus=bus,
-            reads=Reads(
-                replica,
-                primary,
-                same=settings.read_database_url == settings.database_url,
-                wait_s=settings.consistency_wait,
-            ),
+            reads=Reads(replica, primary, same=same, wait_s=settings.consistency_wait),
             passwords=Passwords(settings.max_hashing),
             users=RecentUsers(settings.auth_cache_s),
             status=StatusProbe(
@@ -97,8 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connecting.cancel()
             await app.state.services.status.close()
             await publisher.close()
-            await replica.dispose()
-            await primary.dispose()
+            for database in {id(replica): replica, id(primary): primary}.values():
+                await database.close()
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan)
     apidoc.install(app)

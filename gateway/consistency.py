@@ -6,20 +6,17 @@ clock and every later read of the same request uses what is left (then the prima
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import Problem
 from gateway.wal import PrimaryPosition, ReplicaWatermark
-from shared.db import ReadConnection
+from shared.reading import PostgresDatabase, Read, ReadConnection, ReadDatabase
 
 TOKEN_HEADER = "X-Consistency-Token"
 SERVED_BY_HEADER = "X-Served-By"
@@ -30,7 +27,7 @@ _LSN = re.compile(TOKEN_PATTERN)
 FALLBACK_SLOTS = 4
 SLOT_WAIT_FLOOR_S = 0.1
 T = TypeVar("T")
-Read = Callable[[ReadConnection], Awaitable[T]]  # a read: what it asks of one connection
+SEEN = text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text")
 
 
 def parse_token(value: str) -> int:
@@ -56,14 +53,14 @@ _request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=
 class Reads:
     """Where reads go: the replica, or the primary (read-only) when the replica is behind a token.
 
-    A read is a function of a ReadConnection, run on a pooled connection without a ping before it
-    (a round trip per request): a connection found dead is replaced and the read run again, once.
+    A read is a function of a ReadConnection (shared/reading.py): a connection found dead is
+    replaced and the read run again, once.
     """
 
-    def __init__(self, replica: AsyncEngine, primary: AsyncEngine, *, same: bool, wait_s: float) -> None:
+    def __init__(self, replica: ReadDatabase, primary: ReadDatabase, *, same: bool, wait_s: float) -> None:
         self.replica = replica
         self.primary = primary
-        standby = not same and replica.dialect.name == "postgresql"
+        standby = not same and isinstance(replica, PostgresDatabase)
         self.watermark = ReplicaWatermark(replica) if standby else None
         self.primary_position = PrimaryPosition(primary) if standby else None
         self.wait_s = wait_s
@@ -98,21 +95,21 @@ class Reads:
         """A read that sees at least everything up to token."""
         if await self.on_replica(token):
             _note("replica")
-            return await _run_on(self.replica, read)
+            return await self.replica.run(read)
         return await self._on_primary(read)
 
     async def find(self, token: int | None, read: Read[T | None]) -> T | None:
         """A lookup whose miss is checked again on the primary: a miss on the replica may be lag."""
         if await self.on_replica(token):
             _note("replica")
-            found = await _run_on(self.replica, read)
+            found = await self.replica.run(read)
             if found is not None or self.watermark is None:
                 return found
         return await self._on_primary(read)
 
     async def latest(self, read: Read[T]) -> T:
         """A read on the primary itself: the strongest answer (what an Idempotency-Key already did)."""
-        return await _run_on(self.primary, read)
+        return await self.primary.run(read)
 
     async def _on_primary(self, read: Read[T]) -> T:
         """A fallback read on the primary, in one of its few slots (503 when none frees up in time)."""
@@ -123,22 +120,9 @@ class Reads:
             raise Problem(503, "too many reads wait for the primary just now", headers={"Retry-After": "1"}) from None
         try:
             _note("primary")
-            return await _run_on(self.primary, read)
+            return await self.primary.run(read)
         finally:
             self._fallbacks.release()
-
-
-async def _run_on(engine: AsyncEngine, read: Read[T]) -> T:
-    """Run a read on a pooled connection; a connection found dead (the database restarted) is
-    replaced, its pool emptied, and the read run once more."""
-    for attempt in (1, 2):
-        try:
-            async with engine.connect() as conn:
-                return await read(ReadConnection(conn))
-        except DBAPIError as error:
-            if attempt == 2 or not error.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _note(database: str) -> None:
@@ -149,8 +133,7 @@ def _note(database: str) -> None:
 
 async def replayed_position(conn: ReadConnection) -> str:
     """A token covering everything this connection sees (on the primary: its current position)."""
-    value = await conn.scalar(text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text"))
-    return str(value)
+    return str(await conn.scalar(SEEN))
 
 
 class ConsistencyHeaders:

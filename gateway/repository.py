@@ -4,15 +4,16 @@ The statements the hot routes run are built once, with bind parameters: a statem
 per request would have its cache key computed again each time (a visible share of a read).
 """
 
+import functools
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Row, Select, bindparam, func, select, tuple_
+from sqlalchemy import Select, bindparam, func, select, tuple_
 
-from shared.db import ReadConnection
 from shared.models import Command, ImportJob, Item, User
+from shared.reading import ReadConnection
 
 AnySelect = Select[*tuple[Any, ...]]
 
@@ -67,74 +68,90 @@ class UserRecord(Protocol):
 
 
 async def get_user(conn: ReadConnection, user_id: int) -> UserRecord | None:
-    return cast(UserRecord | None, (await conn.execute(_USER, {"user_id": user_id})).first())
+    return cast(UserRecord | None, await conn.first(_USER, {"user_id": user_id}))
 
 
 async def get_user_by_email(conn: ReadConnection, email: str) -> UserRecord | None:
-    return cast(UserRecord | None, (await conn.execute(_USER_BY_EMAIL, {"email": email})).first())
+    return cast(UserRecord | None, await conn.first(_USER_BY_EMAIL, {"email": email}))
 
 
-async def get_owned_item(conn: ReadConnection, item_id: int, owner_id: int) -> Row[Any] | None:
-    return (await conn.execute(_OWNED_ITEM, {"item_id": item_id, "owner_id": owner_id})).first()
+async def get_owned_item(conn: ReadConnection, item_id: int, owner_id: int) -> Any:
+    return await conn.first(_OWNED_ITEM, {"item_id": item_id, "owner_id": owner_id})
 
 
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def item_filters(owner_id: int, status: str | None, q: str | None) -> list[Any]:
-    """The WHERE clause of the owner listing: status filter and case-insensitive title search."""
-    where: list[Any] = [Item.owner_id == owner_id]
-    if status is not None:
-        where.append(Item.status == status)
-    if q:
-        where.append(Item.title.ilike(f"%{escape_like(q)}%", escape="\\"))
-    return where
-
-
-def list_items_query(
-    where: list[Any], *, limit: int, skip: int = 0, after: tuple[datetime, int] | None = None
-) -> AnySelect:
-    """Newest first; `after` is a keyset cursor (created_at, id) that replaces the offset."""
-    query = (
+@functools.cache
+def listing(status: bool, search: bool, keyset: bool) -> tuple[AnySelect, AnySelect]:
+    """The page and the count of one shape of owner listing (built once per shape): newest first,
+    optionally by status and title search (any case), from an offset or after a keyset cursor."""
+    where = [Item.owner_id == bindparam("owner_id")]
+    if status:
+        where.append(Item.status == bindparam("status"))
+    if search:
+        where.append(Item.title.ilike(bindparam("pattern"), escape="\\"))
+    page = (
         select(*ITEM_COLUMNS)
         .join(User, User.id == Item.owner_id)
         .where(*where)
         .order_by(Item.created_at.desc(), Item.id.desc())
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    if after is not None:
-        return query.where(tuple_(Item.created_at, Item.id) < tuple_(*after))
-    return query.offset(skip)
+    if keyset:
+        page = page.where(tuple_(Item.created_at, Item.id) < tuple_(bindparam("after_at"), bindparam("after_id")))
+    else:
+        page = page.offset(bindparam("skip"))
+    return page, select(func.count()).select_from(Item).where(*where)
 
 
-async def list_items(
-    conn: ReadConnection, where: list[Any], *, limit: int, skip: int, after: tuple[datetime, int] | None
-) -> tuple[Sequence[Row[Any]], int]:
+@dataclass(frozen=True)
+class Listing:
+    """What the caller asked to see of their items."""
+
+    owner_id: int
+    limit: int
+    skip: int = 0
+    status: str | None = None
+    q: str | None = None
+    after: tuple[datetime, int] | None = None
+
+    def params(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"owner_id": self.owner_id, "limit": self.limit, "skip": self.skip}
+        if self.status is not None:
+            values["status"] = self.status
+        if self.q:
+            values["pattern"] = f"%{escape_like(self.q)}%"
+        if self.after is not None:
+            values["after_at"], values["after_id"] = self.after
+        return values
+
+
+async def list_items(conn: ReadConnection, asked: Listing) -> tuple[list[Any], int]:
     """A page of the owner's items and how many match in all."""
-    count = await conn.scalar(select(func.count()).select_from(Item).where(*where))
-    page = await conn.execute(list_items_query(where, limit=limit, skip=skip, after=after))
-    return page.all(), int(count or 0)
+    page, count = listing(asked.status is not None, bool(asked.q), asked.after is not None)
+    params = asked.params()
+    return await conn.all(page, params), int(await conn.scalar(count, params) or 0)
 
 
 async def count_by_status(conn: ReadConnection, owner_id: int) -> dict[str, int]:
-    rows: Sequence[Any] = (await conn.execute(_STATS, {"owner_id": owner_id})).all()
-    return {str(status): int(count) for status, count in rows}
+    return {str(status): int(count) for status, count in await conn.all(_STATS, {"owner_id": owner_id})}
 
 
-async def get_command(conn: ReadConnection, command_id: uuid.UUID) -> Row[Any] | None:
-    return (await conn.execute(_COMMAND, {"command_id": command_id})).first()
+async def get_command(conn: ReadConnection, command_id: uuid.UUID) -> Any:
+    return await conn.first(_COMMAND, {"command_id": command_id})
 
 
-async def get_command_by_key(conn: ReadConnection, key_id: uuid.UUID, actor: str) -> Row[Any] | None:
+async def get_command_by_key(conn: ReadConnection, key_id: uuid.UUID, actor: str) -> Any:
     """The first command this actor sent with this Idempotency-Key (its keyed id)."""
-    return (await conn.execute(_COMMAND_BY_KEY, {"key_id": key_id, "actor": actor})).first()
+    return await conn.first(_COMMAND_BY_KEY, {"key_id": key_id, "actor": actor})
 
 
-async def list_activity(conn: ReadConnection, actor: str, limit: int) -> Sequence[Row[Any]]:
+async def list_activity(conn: ReadConnection, actor: str, limit: int) -> list[Any]:
     """The actor's commands, newest first (index ix_command_actor_applied_at)."""
-    return (await conn.execute(_ACTIVITY, {"actor": actor, "limit": limit})).all()
+    return await conn.all(_ACTIVITY, {"actor": actor, "limit": limit})
 
 
-async def get_import(conn: ReadConnection, import_id: uuid.UUID) -> Row[Any] | None:
-    return (await conn.execute(_IMPORT, {"import_id": import_id})).first()
+async def get_import(conn: ReadConnection, import_id: uuid.UUID) -> Any:
+    return await conn.first(_IMPORT, {"import_id": import_id})

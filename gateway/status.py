@@ -5,10 +5,10 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Boolean, Float, String, text
 
 from gateway.consistency import parse_token
+from shared.reading import PostgresDatabase, ReadConnection, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 
 log = logging.getLogger(__name__)
@@ -17,18 +17,27 @@ REPLICA_POSITIONS = text(
     "SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,"
     " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
     " pg_is_wal_replay_paused() AS paused"
-)
+).columns(received=String, replayed=String, since_replay=Float, paused=Boolean)
+WRITTEN = text("SELECT pg_current_wal_lsn()::text")
+
+
+async def _written(conn: ReadConnection) -> object:
+    return await conn.scalar(WRITTEN)
+
+
+async def _replica_positions(conn: ReadConnection) -> Any:
+    return await conn.first(REPLICA_POSITIONS)
 
 
 class StatusProbe:
     """Measures replica lag (bytes and seconds) and the command queues; one per gateway process."""
 
     def __init__(
-        self, replica: AsyncEngine, primary: AsyncEngine, rabbit_url: str, partitions: int, max_lag_s: float
+        self, replica: ReadDatabase, primary: ReadDatabase, rabbit_url: str, partitions: int, max_lag_s: float
     ) -> None:
         self.replica = replica
         self.primary = primary
-        self.has_replica = replica.url != primary.url and replica.dialect.name == "postgresql"
+        self.has_replica = replica is not primary and isinstance(replica, PostgresDatabase)
         self.rabbit_url = rabbit_url
         self.partitions = partitions
         self.max_lag_s = max_lag_s
@@ -38,10 +47,8 @@ class StatusProbe:
         """Bytes the replica has not replayed yet, and seconds (zero when received == replayed)."""
         if not self.has_replica:
             return {"bytes": 0, "seconds": 0.0, "paused": False}
-        async with self.primary.connect() as conn:
-            current = str((await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one())
-        async with self.replica.connect() as conn:
-            row = (await conn.execute(REPLICA_POSITIONS)).one()
+        current = str(await self.primary.run(_written))
+        row = await self.replica.run(_replica_positions)
         behind = max(0, parse_token(current) - parse_token(row.replayed))
         caught_up = row.received == row.replayed or behind == 0
         seconds = 0.0 if caught_up else float(row.since_replay or 0.0)

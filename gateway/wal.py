@@ -4,17 +4,28 @@ import asyncio
 import logging
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.reading import ReadConnection, ReadDatabase
 
 log = logging.getLogger(__name__)
 NOT_A_STANDBY = 2**63  # pg_last_wal_replay_lsn() is null: nothing to wait for
+REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+
+
+async def _replayed(conn: ReadConnection) -> int | None:
+    return await conn.scalar(REPLAYED)  # type: ignore[no-any-return]
+
+
+async def _written(conn: ReadConnection) -> int:
+    return await conn.scalar(WRITTEN)  # type: ignore[no-any-return]
 
 
 class ReplicaWatermark:
     """How far the replica has replayed; one poller serves every waiting request."""
 
-    def __init__(self, engine: AsyncEngine, interval_s: float = 0.002) -> None:
-        self.engine = engine
+    def __init__(self, database: ReadDatabase, interval_s: float = 0.002) -> None:
+        self.database = database
         self.interval_s = interval_s
         self.replayed = 0
         self._waiters = 0
@@ -43,9 +54,8 @@ class ReplicaWatermark:
             self._waiters -= 1
 
     async def read_replayed(self) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(text("SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"))
-        return int(value) if value is not None else NOT_A_STANDBY
+        value = await self.database.run(_replayed)
+        return value if value is not None else NOT_A_STANDBY
 
     async def _poll(self) -> None:
         while self._waiters > 0:
@@ -65,8 +75,8 @@ class PrimaryPosition:
     so one reading covers all earlier tokens, and requests asking at once share it.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, database: ReadDatabase) -> None:
+        self.database = database
         self.known = 0
         self._reading: asyncio.Task[bool] | None = None
 
@@ -85,10 +95,9 @@ class PrimaryPosition:
 
     async def _read(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
-                value = await conn.scalar(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+            value = await self.database.run(_written)
         except Exception as error:
             log.warning("primary WAL position unavailable: %r", error)
             return False
-        self.known = max(self.known, int(value))
+        self.known = max(self.known, value)
         return True

@@ -20,8 +20,8 @@ from gateway.schemas import Accepted
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode
-from shared.db import ReadConnection
 from shared.models import CommandStatus
+from shared.reading import ReadConnection
 
 RETRY_AFTER_S = "2"
 REJECTION_STATUS = {

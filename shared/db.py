@@ -1,29 +1,12 @@
-"""Async engines, and the type of the gateway's connections, which may only read."""
+"""Async engines: the worker's writes, migrations, and the embedded database's reads."""
 
-from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Executable, Result, event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
 from shared.tls import database_ssl
-
-
-class ReadConnection:
-    """A connection that may only read: it runs statements and has no way to commit, so read code
-    cannot write by accident (and the gateway's role and read-only transactions refuse it anyway)."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def execute(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Result[Any]:
-        return await self._conn.execute(statement, params)
-
-    async def scalar(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Any:
-        return await self._conn.scalar(statement, params)
 
 
 def is_sqlite(url: str) -> bool:

@@ -13,8 +13,8 @@ from gateway.repository import UserRecord
 from gateway.schemas import CommandRead
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
-from shared.db import ReadConnection
 from shared.models import CommandStatus
+from shared.reading import ReadConnection
 
 router = APIRouter(prefix="/commands", tags=["commands"])
 

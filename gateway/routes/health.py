@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.deps import Services, ServicesDep
 from gateway.schemas import Liveness, Readiness, SystemStatus
+from shared.reading import ReadConnection, ReadDatabase
 
 router = APIRouter(prefix="/health", tags=["health"])
 EXPECTED_TABLES = ("user", "item", "command")
@@ -61,11 +61,17 @@ async def live() -> Liveness:
     return Liveness()
 
 
-async def _has_tables(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        for table in EXPECTED_TABLES:
-            await conn.execute(text(f'SELECT 1 FROM "{table}" LIMIT 1'))
+PROBES = [text(f'SELECT 1 FROM "{table}" LIMIT 1') for table in EXPECTED_TABLES]
+
+
+async def _probe(conn: ReadConnection) -> bool:
+    for probe in PROBES:
+        await conn.scalar(probe)
     return True
+
+
+async def _has_tables(database: ReadDatabase) -> bool:
+    return await database.run(_probe)
 
 
 async def _ready_checks(services: Services, checks: CachedChecks) -> dict[str, bool]:

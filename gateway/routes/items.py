@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from sqlalchemy import Row
 
 from gateway import repository
 from gateway.apidoc import header, link, write_answers
@@ -15,9 +14,9 @@ from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpda
 from gateway.writes import Resource, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, UpdateItem
 from shared.contracts.fields import ETag, Id, SearchText
-from shared.db import ReadConnection
 from shared.etag import item_etag
 from shared.models import ItemStatus
+from shared.reading import ReadConnection
 
 router = APIRouter(prefix="/items", tags=["items"])
 NOT_FOUND = "no such item"
@@ -48,7 +47,7 @@ def _precondition(if_match: str | None) -> dict[str, str]:
     return {"if_match": if_match} if if_match else {}
 
 
-async def _owned_item(services: ServicesDep, token: int | None, item_id: int, owner_id: int) -> Row[Any]:
+async def _owned_item(services: ServicesDep, token: int | None, item_id: int, owner_id: int) -> Any:
     item = await services.reads.find(token, lambda conn: repository.get_owned_item(conn, item_id, owner_id))
     if item is None:
         raise Problem(404, NOT_FOUND)
@@ -87,10 +86,8 @@ async def list_items(
 ) -> ItemsPage:
     """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
     after = decode_cursor(cursor) if cursor else None
-    where = repository.item_filters(user.id, status.value if status else None, q)
-    rows, count = await services.reads.run(
-        token, lambda conn: repository.list_items(conn, where, limit=limit, skip=skip, after=after)
-    )
+    asked = repository.Listing(user.id, limit, skip, status.value if status else None, q, after)
+    rows, count = await services.reads.run(token, lambda conn: repository.list_items(conn, asked))
     items = [ItemRead.model_validate(row) for row in rows]
     return ItemsPage(data=items, count=count, next_cursor=next_cursor(list(rows), limit))
 

@@ -14,7 +14,7 @@ from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
 from shared.contracts.fields import Id
 from shared.contracts.headers import Actor
-from shared.db import ReadConnection
+from shared.reading import ReadConnection
 
 router = APIRouter(prefix="/users", tags=["users"])
 

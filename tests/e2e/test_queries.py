@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
 from gateway import repository
@@ -100,25 +101,27 @@ async def test_offset_and_cursor_pagination_walk_the_same_rows(
     assert (await http.get("/api/v1/items", params={"cursor": "bogus!"}, headers=me.headers)).status_code == 422
 
 
-async def _plan(replica: asyncpg.Connection, statement: Any) -> str:
+async def _plan(replica: asyncpg.Connection, statement: Any, params: dict[str, Any] | None = None) -> str:
     """EXPLAIN of the statement exactly as the gateway sends it (asyncpg, $n parameters)."""
     compiled = statement.compile(dialect=asyncpg_dialect.dialect())
-    params = [compiled.params[name] for name in compiled.positiontup]
-    rows = await replica.fetch(f"EXPLAIN {compiled}", *params)
+    values = {**compiled.params, **(params or {})}
+    rows = await replica.fetch(f"EXPLAIN {compiled}", *[values[name] for name in compiled.positiontup])
     return "\n".join(r[0] for r in rows)
 
 
 async def test_search_and_owner_listing_use_indexes(replica: asyncpg.Connection, dataset: dict[str, Any]) -> None:
     me: Client = dataset["me"]
-    listing = repository.list_items_query(repository.item_filters(me.id, None, None), limit=100)
-    search_everyone = repository.list_items_query([repository.Item.title.ilike("%QUINOA%")], limit=100)
-    search_mine = repository.list_items_query(repository.item_filters(me.id, None, "quinoa"), limit=100)
-    for statement in (listing, search_everyone, search_mine):
-        plan = await _plan(replica, statement)
+    mine, search_mine = repository.Listing(me.id, 100), repository.Listing(me.id, 100, q="quinoa")
+    listing = (repository.listing(False, False, False)[0], mine.params())
+    searched = (repository.listing(False, True, False)[0], search_mine.params())
+    title = repository.Item.title
+    search_everyone = (select(title).where(title.ilike("%QUINOA%")).limit(100), None)
+    for statement, params in (listing, search_everyone, searched):
+        plan = await _plan(replica, statement, params)
         assert "Seq Scan on item" not in plan, plan
         assert "Index" in plan, plan
-    assert "ix_item_title_trgm" in await _plan(replica, search_everyone)
+    assert "ix_item_title_trgm" in await _plan(replica, *search_everyone)
     # Either owner index serves the listing: with other owners' rows in the table (another test
     # module's, in the same database) the planner may prefer the seed's ix_item_owner_id + top-N sort.
-    listing_plan = await _plan(replica, listing)
+    listing_plan = await _plan(replica, *listing)
     assert "ix_item_owner_created" in listing_plan or "ix_item_owner_id" in listing_plan, listing_plan
