@@ -129,6 +129,9 @@ class _Batch:
             command = CATALOGUE[first.name]
             results = await self._run(command, run, keys)
             for envelope, result in zip(run, results, strict=True):
+                if result.reason is not None:
+                    self.reasons[envelope.command_id] = result.reason
+                    log.error("command %s (%s) dead-lettered: %s", envelope.command_id, envelope.name, result.reason)
                 row = _inbox_row(envelope, result)
                 new_rows.append(row)
                 prior[envelope.command_id] = SimpleNamespace(**row)
@@ -171,7 +174,8 @@ class _Batch:
         return [refused or next(applied) for refused in reused]
 
     async def _isolated(self, command: Command[Any], run: list[Envelope[Any]]) -> list[Result]:
-        """Apply under a savepoint; if the run fails for good, split it until each failure is alone."""
+        """Apply under a savepoint; if the run fails for good, apply each command alone (the
+        command's own way, else by splitting the run) so that only the failing ones are dead-lettered."""
         try:
             async with self.conn.begin_nested():
                 return await command.handle(self.conn, run)
@@ -179,9 +183,10 @@ class _Batch:
             if is_transient(error) or concurrent_duplicate(error):
                 raise
             if len(run) == 1:
-                self.reasons[run[0].command_id] = for_operator(error)
-                log.error("command %s (%s) dead-lettered: %s", run[0].command_id, run[0].name, for_operator(error))
-                return [Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=for_caller(error))]
+                return [Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=for_caller(error),
+                               reason=for_operator(error))]  # fmt: skip
+            if command.isolate is not None:
+                return await command.isolate(self.conn, run)
             middle = len(run) // 2
             return await self._isolated(command, run[:middle]) + await self._isolated(command, run[middle:])
 

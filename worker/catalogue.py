@@ -42,6 +42,7 @@ class Command(Generic[BodyT]):
     handle: Handler[BodyT]  # a run of envelopes -> one Result each, in order; never commits
     event: EventName | None = None  # emitted (through the outbox) by each applied command
     batches: bool = False  # consecutive new commands of this name reach `handle` as one run
+    isolate: Handler[BodyT] | None = None  # a run whose `handle` failed for good: each command alone
 
     @property
     def body(self) -> type[CommandBody]:
@@ -76,7 +77,13 @@ CATALOGUE: dict[CommandName, Command[Any]] = {
         versions(UpdateUser, UpdateUserV1), one_at_a_time(users.update_user), EventName.USER_UPDATED
     ),
     CommandName.USER_DELETE: Command(versions(DeleteUser), one_at_a_time(users.delete_user), EventName.USER_DELETED),
-    CommandName.ITEM_CREATE: Command(versions(CreateItem), items.create_items, EventName.ITEM_CREATED, batches=True),
+    CommandName.ITEM_CREATE: Command(
+        versions(CreateItem),
+        items.create_items,
+        EventName.ITEM_CREATED,
+        batches=True,
+        isolate=items.create_items_one_by_one,
+    ),  # fmt: skip
     CommandName.ITEM_UPDATE: Command(
         versions(UpdateItem, UpdateItemV1), one_at_a_time(items.update_item), EventName.ITEM_UPDATED
     ),

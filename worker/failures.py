@@ -47,15 +47,32 @@ def for_caller(error: BaseException) -> str:
     """A sentence about the failure that reveals no data: the kind of rule and the object it names."""
     found = driver_error(error)
     sqlstate = _sqlstate(error)
-    kind = KINDS.get(sqlstate) or KINDS.get(sqlstate[:2]) or DBAPI_KINDS.get(type(found).__name__)
+    names = {
+        attribute: getattr(found, attribute, None) for attribute in ("constraint_name", "column_name", "table_name")
+    }
+    return refusal(sqlstate, DBAPI_KINDS.get(type(found).__name__), **names) or (
+        f"the command could not be applied ({_words(type(found).__name__)})"
+    )
+
+
+def refusal(
+    sqlstate: str,
+    kind: str | None = None,
+    *,
+    constraint_name: str | None = None,
+    column_name: str | None = None,
+    table_name: str | None = None,
+) -> str | None:
+    """The caller's sentence for a refusal with this SQLSTATE (None: not a kind we can name)."""
+    kind = KINDS.get(sqlstate) or KINDS.get(sqlstate[:2]) or kind
     if kind is None:
-        return f"the command could not be applied ({_words(type(found).__name__)})"
-    names = [
+        return None
+    named = [
         f"{label} {value}"
-        for label, attribute in (("constraint", "constraint_name"), ("column", "column_name"), ("table", "table_name"))
-        if (value := getattr(found, attribute, None))
+        for label, value in (("constraint", constraint_name), ("column", column_name), ("table", table_name))
+        if value
     ]
-    return f"the database refused the command: it breaks {kind}" + (f" ({', '.join(names[:2])})" if names else "")
+    return f"the database refused the command: it breaks {kind}" + (f" ({', '.join(named[:2])})" if named else "")
 
 
 def for_operator(error: BaseException) -> str:

@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import ARRAY, Integer, Row, String, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.models import Command, Item, User
@@ -83,6 +83,25 @@ async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> lis
         return []
     result = await conn.execute(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows)
     return [row.id for row in result]
+
+
+_ONE_BY_ONE = text(
+    "SELECT new_id, failed_state, failed_message, failed_detail, failed_constraint"
+    " FROM opengovfood_insert_items(:titles, :descriptions, :statuses, :owners)"
+).bindparams(
+    bindparam("titles", type_=ARRAY(String)),
+    bindparam("descriptions", type_=ARRAY(String)),
+    bindparam("statuses", type_=ARRAY(String)),
+    bindparam("owners", type_=ARRAY(Integer)),
+)
+
+
+async def insert_items_one_by_one(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+    """Each row in its own subtransaction, in one call (PostgreSQL, migration 0008): per row, its id or
+    why the database refused it (failed_state, failed_message, failed_detail, failed_constraint)."""
+    columns = {"titles": "title", "descriptions": "description", "statuses": "status", "owners": "owner_id"}
+    arrays = {name: [row.get(column) for row in rows] for name, column in columns.items()}
+    return list(await conn.execute(_ONE_BY_ONE, arrays))
 
 
 async def update_item(conn: AsyncConnection, item_id: int, values: Mapping[str, Any]) -> None:

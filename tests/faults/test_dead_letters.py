@@ -13,6 +13,7 @@ from shared.topology import DEAD_LETTER_QUEUE_NAME
 from tests.ops.cli import opengovfood
 from tests.security.helpers import peek_queue
 from tests.support.api import WAIT, Client, sign_up
+from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
 
 WORKER_ROLE = "opengovfood_worker"
@@ -99,3 +100,43 @@ async def test_a_failure_shows_its_caller_the_rule_broken_not_the_values(
     assert "trigger" in answer.json()["detail"]
     letter = await eventually(lambda: _dead_letter(command_id), lambda found: found is not None)
     assert secret in letter["properties"]["headers"]["x-death-reason"]
+
+
+async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """On PostgreSQL a run that fails is inserted again row by row in one call: the 99 others apply."""
+    owner = await sign_up(http)
+    refused = f"refused-{uuid.uuid4().hex}"
+    await primary.execute(
+        f"""CREATE OR REPLACE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.title = '{refused}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
+        RETURN NEW; END $$"""
+    )
+    await primary.execute("CREATE TRIGGER refuse_one BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION refuse_one()")
+    titles = [f"fine {n}" for n in range(100)]
+    titles[57] = refused
+    messages = [
+        (
+            "item.create",
+            command_message({"owner_id": owner.id, "title": t}, actor=f"user:{owner.id}", owner=str(owner.id)),
+        )
+        for t in titles
+    ]
+    try:
+        await publish(messages)
+        ids = [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
+        rows = await eventually(
+            lambda: primary.fetch("SELECT command_id, status, detail FROM command WHERE command_id = ANY($1)", ids),
+            lambda found: len(found) == 100,
+        )
+    finally:
+        await primary.execute("DROP TRIGGER refuse_one ON item")
+    statuses = {row["command_id"]: row for row in rows}
+    dead = statuses[ids[57]]
+    assert dead["status"] == "dead_lettered"
+    assert refused not in dead["detail"]
+    assert "trigger" in dead["detail"]
+    assert [statuses[i]["status"] for n, i in enumerate(ids) if n != 57] == ["applied"] * 99
+    letter = await eventually(lambda: _dead_letter(str(ids[57])), lambda found: found is not None)
+    assert refused in letter["properties"]["headers"]["x-death-reason"]

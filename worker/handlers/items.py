@@ -8,16 +8,40 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.commands import CreateItem, DeleteItem, UpdateItem
 from shared.contracts.outcomes import OutcomeCode
 from shared.etag import item_etag, matches
+from shared.models import CommandStatus
 from worker import repository
 from worker.authorization import may_act_for
 from worker.envelope import Envelope
+from worker.failures import for_caller, for_operator, refusal
 from worker.handlers.result import Result, applied, rejected
+from worker.transient import is_transient
 
 NOT_FOUND = "no such item"
 
 
 async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
     """A run of item.create commands: one owner lookup and one multi-row INSERT for all of them."""
+    results, rows = await _accepted(conn, envelopes)
+    ids = iter(await repository.insert_items(conn, rows))
+    values = iter(rows)
+    return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
+
+
+async def create_items_one_by_one(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
+    """The same run once its INSERT failed for good: each row alone (in one round trip on PostgreSQL),
+    so that only the rows the database refuses are dead-lettered."""
+    results, rows = await _accepted(conn, envelopes)
+    if conn.dialect.name != "postgresql":  # SQLite: a savepoint per row
+        return [result or (await _one_alone(conn, envelopes[n])) for n, result in enumerate(results)]
+    inserted = iter(await repository.insert_items_one_by_one(conn, rows))
+    values = iter(rows)
+    return [result or _inserted(next(inserted), next(values)) for result in results]
+
+
+async def _accepted(
+    conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]
+) -> tuple[list[Result | None], list[dict[str, Any]]]:
+    """A refusal for each command whose owner is missing, foreign or inactive; the rows of the others."""
     owners = await repository.get_users(conn, {envelope.body.owner_id for envelope in envelopes})
     results: list[Result | None] = []
     rows: list[dict[str, Any]] = []
@@ -31,9 +55,28 @@ async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[Creat
         else:
             results.append(None)
             rows.append(body.model_dump(mode="json"))
-    ids = iter(await repository.insert_items(conn, rows))
-    values = iter(rows)
-    return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
+    return results, rows
+
+
+def _inserted(row: Any, values: dict[str, Any]) -> Result:
+    if row.new_id is not None:
+        return applied(OutcomeCode.CREATED, row.new_id, values)
+    words = refusal(row.failed_state, constraint_name=row.failed_constraint) or "the database refused the command"
+    reason = f"[{row.failed_state}] {row.failed_message}" + (
+        f" DETAIL: {row.failed_detail}" if row.failed_detail else ""
+    )
+    return Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=words, reason=reason)
+
+
+async def _one_alone(conn: AsyncConnection, envelope: Envelope[CreateItem]) -> Result:
+    try:
+        async with conn.begin_nested():
+            return (await create_items(conn, [envelope]))[0]
+    except Exception as error:
+        if is_transient(error):
+            raise
+        reason = for_operator(error)
+        return Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=for_caller(error), reason=reason)
 
 
 async def _refusal(conn: AsyncConnection, envelope: Envelope[Any], item_id: int, if_match: str | None) -> Result | None:

@@ -23,6 +23,7 @@ class Result:
     detail: str | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     announce: Announcement | None = None  # None: the event (if any) is the resource and its changes
+    reason: str | None = None  # a dead letter's whole error, for operators (detail has the caller's words)
 
 
 def applied(code: OutcomeCode, resource_id: int, changes: dict[str, Any]) -> Result:
