@@ -8,6 +8,7 @@ import sys
 import uvloop
 
 from shared.logging import configure_logging
+from shared.settings import get_settings
 from shared.topology import TopologyMismatch
 from worker.app import Worker
 
@@ -21,7 +22,7 @@ async def serve(worker: Worker) -> None:
 
 
 def main(worker_class: type[Worker] = Worker) -> None:
-    configure_logging("worker")
+    configure_logging("worker", get_settings().log_level)
     try:
         uvloop.run(serve(worker_class()))  # libuv: about a fifth less CPU per command than asyncio's loop
     except TopologyMismatch as mismatch:

@@ -135,12 +135,12 @@ class Worker(Service):
 class Gateway(Service):
     name = "gateway"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
         roles = {
             "DATABASE_URL": test_settings.GATEWAY_DATABASE_URL,
             "READ_DATABASE_URL": test_settings.GATEWAY_READ_DATABASE_URL,
         }
-        super().__init__({**roles, **(env or {})})
+        super().__init__({**roles, **(env or {})}, name)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
