@@ -2,13 +2,15 @@
 event, exported over OTLP to a collector; with no exporter configured nothing is traced."""
 
 import gzip
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -23,8 +25,9 @@ from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.tracing import configure_tracing, exporter_names
 from tests import settings as test_settings
 from tests.support.api import WAIT, create_item, sign_up
+from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
-from tests.support.processes import Gateway, Worker
+from tests.support.processes import ROOT, Gateway, Worker
 from tests.support.tap import tap_commands
 
 GATEWAY, WORKER = "opengovfood-gateway", "opengovfood-worker"
@@ -95,8 +98,8 @@ class Collector:
         self.server.server_close()
 
 
-@pytest.fixture
-def traced(worker: Worker, tmp_path: Path) -> Iterator[tuple[Collector, Gateway]]:
+@pytest.fixture(scope="module")
+def traced(worker: Worker) -> Iterator[tuple[Collector, Gateway]]:
     """A gateway and a worker exporting to a collector (the stack's worker steps aside meanwhile)."""
     with Collector() as collector:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
@@ -154,6 +157,21 @@ async def test_one_trace_from_the_request_through_the_worker_to_the_event(
     assert _header(event, "traceparent").split("-")[1:3] == [trace_id, sent.span_id]
 
 
+async def test_a_command_published_with_a_trace_of_its_own_joins_that_trace(traced: tuple[Collector, Gateway]) -> None:
+    collector, gateway = traced
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+        client = await sign_up(http)
+    their_trace, their_span, command_id = uuid.uuid4().hex, uuid.uuid4().hex[:16], str(uuid.uuid4())
+    theirs = {"traceparent": f"00-{their_trace}-{their_span}-01"}  # another service's, traced by that service
+    body = {"owner_id": client.id, "title": "their trace"}
+    owner = str(client.id)
+    message = command_message(body, actor=f"user:{owner}", owner=owner, command_id=command_id, headers=theirs)
+    await publish([("item.create", message)])
+    spans = await eventually(lambda: _spans(collector), lambda found: bool(_where(found, **{MESSAGE_ID: command_id})))
+    (received,) = _where(spans, service=WORKER, **{MESSAGE_ID: command_id})
+    assert (received.trace_id, received.parent_id) == (their_trace, their_span)
+
+
 def _follow(spans: list[Span]) -> tuple[Span, Span, Span, Span, Span] | None:
     """The item.create command's request, publish, receipt, batch transaction and event publish, once all came."""
     publishes = _where(spans, service=GATEWAY, **{ROUTING_KEY: "item.create"})
@@ -208,3 +226,16 @@ def test_the_standard_variables_switch_tracing_on() -> None:
     assert exporter_names({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}) == []
     with pytest.raises(ValueError, match="http/protobuf"):
         configure_tracing("test", {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+
+def test_with_no_exporter_configured_no_sdk_is_loaded() -> None:
+    """Building the gateway and the worker untraced loads the API only (a few no-op hooks), never the SDK."""
+    probe = (
+        "import sys; from gateway.app import create_app; from worker.app import Worker; create_app(); Worker();"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry.sdk')], 'SDK loaded'"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
