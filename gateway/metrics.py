@@ -25,6 +25,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.routes.health import get_checks
+from shared import tracing
 from shared.logging import begin_request, new_request_id
 
 if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -83,6 +84,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                tracing.name_server_span(scope.get(ROUTE_KEY), scope["method"])  # gateway/hot.py's routes
             await send(message)
 
         try:

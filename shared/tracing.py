@@ -112,6 +112,15 @@ def _untraced(scope: Any) -> bool:
     return str(scope.get("path", "")).startswith(UNTRACED_PATHS)
 
 
+def name_server_span(route: str | None, method: str) -> None:
+    """Name FastAPI's server span after a route answered outside FastAPI's router (FastAPI names the others)."""
+    if _tracer is None or route is None:
+        return
+    span = trace.get_current_span()
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+
+
 def publishing(message: aio_pika.Message, exchange: str, routing_key: str) -> AbstractContextManager[None]:
     """A PRODUCER span around one publish, its context written into the message's headers."""
     if _tracer is None:
