@@ -7,8 +7,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,11 +20,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.tracing import configure_tracing, exporter_names
-from tests import settings as test_settings
 from tests.support.api import WAIT, create_item, sign_up
 from tests.support.bus import command_message, publish
+from tests.support.events import tap_events
 from tests.support.polling import eventually
 from tests.support.processes import ROOT, Gateway, Worker
 from tests.support.tap import tap_commands
@@ -114,15 +112,12 @@ def traced(worker: Worker) -> Iterator[tuple[Collector, Gateway]]:
             worker.start()
 
 
-@asynccontextmanager
-async def item_events() -> AsyncIterator[aio_pika.abc.AbstractQueue]:
-    connection = await aio_pika.connect(test_settings.RABBIT_URL)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(EVENTS_EXCHANGE_NAME)
-        queue = await channel.declare_queue(f"test.traced.{uuid.uuid4().hex}", exclusive=True)
-        await queue.bind(exchange, routing_key="item.created")
-        yield queue
+async def _item_created(queue: aio_pika.abc.AbstractQueue) -> aio_pika.abc.AbstractIncomingMessage | None:
+    """The next item.created event on the tap, skipping other events; None while there is none."""
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        if message.routing_key == "item.created":
+            return message
+    return None
 
 
 def _header(message: aio_pika.abc.AbstractIncomingMessage, name: str) -> str:
@@ -134,11 +129,11 @@ async def test_one_trace_from_the_request_through_the_worker_to_the_event(
     traced: tuple[Collector, Gateway],
 ) -> None:
     collector, gateway = traced
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http, item_events() as events:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http, tap_events() as events:
         client = await sign_up(http)
         created = await create_item(http, client, title=f"traced {uuid.uuid4().hex[:8]}")
         assert created.status_code == 201, created.text
-        event = await eventually(lambda: events.get(no_ack=True, fail=False), lambda m: m is not None)
+        event = await eventually(lambda: _item_created(events.queue), lambda m: m is not None)
     assert event is not None
 
     spans = await eventually(lambda: _spans(collector), lambda found: _follow(found) is not None, deadline_s=10)
