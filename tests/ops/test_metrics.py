@@ -128,8 +128,9 @@ async def test_one_scrape_counts_the_requests_of_every_gateway_process(stack: ob
             counts = await eventually(round_of_requests, lambda c: sum(n > 0 for n in c.values()) == 2)
             assert sum(counts.values()) == sent
             for _ in range(6):  # whichever process answers the scrape, it sees them all
-                scraped = (await http.get("/metrics")).text
-                assert value(parse(scraped), "opengovfood_http_requests_total", **LIVE) == sent
+                scraped = parse((await http.get("/metrics")).text)
+                assert value(scraped, "opengovfood_http_requests_total", **LIVE) == sent
+                assert ("opengovfood_replica_lag_bytes", frozenset()) in scraped  # one value, the newest sample
 
 
 class CountingProbe:
