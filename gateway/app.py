@@ -24,6 +24,7 @@ from shared.publishing import Publisher
 from shared.reading import read_database
 from shared.settings import Settings, get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, TopologyMismatch, declare_topology
+from shared.tracing import configure_tracing, http_telemetry
 
 log = logging.getLogger("gateway")
 STARTUP_WAIT_S = 10.0
@@ -66,7 +67,8 @@ async def _connect(bus: CommandBus, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging("gateway")
+    configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")  # off unless OTEL_* name an exporter (docs/observability.md)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for database in {id(replica): replica, id(primary): primary}.values():
                 await database.close()
 
-    app = FastAPI(title="OpenGov-Food", lifespan=lifespan)
+    app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)
     app.add_middleware(HotRoutes)  # innermost: after the edge limits, the request id and the consistency headers
     app.add_middleware(ConsistencyHeaders)

@@ -1,34 +1,54 @@
-"""Per-request observability: a request id, one JSON log line, and Prometheus metrics at /metrics."""
+"""Per-request observability: a request id, one JSON log line, and Prometheus metrics at /metrics.
 
-import asyncio
+The gateway may run several processes (GATEWAY_WORKERS): its launchers give it an empty
+PROMETHEUS_MULTIPROC_DIR, where each process keeps its metrics in files, and a scrape of any
+process adds up all of them (prometheus_client's multiprocess mode).
+"""
+
+import os
 import time
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.routes.health import get_checks
+from shared import tracing
 from shared.logging import begin_request, new_request_id
 
+if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(directory, exist_ok=True)  # the launcher empties it at start; a process may come first
 REQUEST_ID_HEADER = "X-Request-ID"
 ROUTE_KEY = "opengovfood.route"  # the scope key where a route answered outside FastAPI notes its template
 log = structlog.get_logger("gateway.access")
 
-REQUESTS = Counter("gateway_http_requests", "HTTP requests answered", ["method", "route", "status"])
+REQUESTS = Counter("opengovfood_http_requests", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
-    "gateway_http_request_duration_seconds",
+    "opengovfood_http_request_duration_seconds",
     "Time to answer an HTTP request",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
-SAMPLE_TIMEOUT_S = 3.0
-REPLICA_LAG_BYTES = Gauge("opengovfood_replica_lag_bytes", "WAL bytes the replica has not replayed yet")
-REPLICA_LAG_SECONDS = Gauge("opengovfood_replica_lag_seconds", "Seconds behind (0 when caught up)")
-QUEUE_MESSAGES = Gauge("opengovfood_queue_messages", "Messages waiting in a queue", ["queue"])
-QUEUE_CONSUMERS = Gauge("opengovfood_queue_consumers", "Consumers of a queue", ["queue"])
+# Queue depths and consumers are RabbitMQ's own metrics (rabbitmq_prometheus); the replica's lag is ours.
+# Each process samples it when scraped; across processes the newest sample wins.
+REPLICA_LAG_BYTES = Gauge(
+    "opengovfood_replica_lag_bytes", "WAL bytes the replica has not replayed yet", multiprocess_mode="mostrecent"
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "opengovfood_replica_lag_seconds", "Seconds behind (0 when caught up)", multiprocess_mode="mostrecent"
+)
 
 
 def _route(request: Request) -> str:
@@ -64,6 +84,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                tracing.name_server_span(scope.get(ROUTE_KEY), scope["method"])  # gateway/hot.py's routes
             await send(message)
 
         try:
@@ -78,28 +99,30 @@ class Observe:
             log.info("request", method=request.method, route=route, status=status, ms=round(elapsed * 1000, 2), **notes)
 
 
-async def sample_system(request: Request) -> None:
-    """Gauges measured at scrape time (StatusProbe): replica lag, queue depths and consumers."""
+async def sample_replica_lag(request: Request) -> None:
+    """Set the lag gauges from the readiness checks' cache: one query a second at most, whoever asks."""
     services = getattr(request.app.state, "services", None)
-    probe = getattr(services, "status", None)
-    if probe is None:
+    if services is None:
         return
-    try:
-        async with asyncio.timeout(SAMPLE_TIMEOUT_S):
-            lag = await probe.replica_lag()
-            REPLICA_LAG_BYTES.set(lag["bytes"])
-            REPLICA_LAG_SECONDS.set(lag["seconds"])
-            for queue in await probe.queues():
-                QUEUE_MESSAGES.labels(queue["name"]).set(queue["messages"] or 0)
-                QUEUE_CONSUMERS.labels(queue["name"]).set(queue["consumers"] or 0)
-    except Exception as error:  # a scrape still answers with what it has
-        log.warning("system metrics not sampled", error=repr(error))
+    lag = await get_checks(request).result("replica_lag", services.status.replica_lag)
+    if lag is not None:  # unmeasured (a database away): the last sample stays
+        REPLICA_LAG_BYTES.set(lag["bytes"])
+        REPLICA_LAG_SECONDS.set(lag["seconds"])
+
+
+def exposition() -> bytes:
+    """Every gateway process's metrics in multiprocess mode, else this process's registry."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of this process's registry."""
-    await sample_system(request)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition (text format)."""
+    await sample_replica_lag(request)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def instrument(app: FastAPI) -> None:

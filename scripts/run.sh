@@ -7,12 +7,15 @@ VENV=${VENV:-.venv}
 HOST=${GATEWAY_HOST:-127.0.0.1}
 PORT=${GATEWAY_PORT:-8000}
 WORKERS=${GATEWAY_WORKERS:-1}  # gateway processes; each has its own reply queue
+METRICS_DIR=${TMPDIR:-/tmp}/opengovfood-gateway-$PORT.metrics  # each gateway process's metrics; /metrics adds them up
+rm -rf "$METRICS_DIR" && mkdir -p "$METRICS_DIR"  # an earlier run's processes must not be counted
 
 "$VENV/bin/alembic" upgrade head
 
 "$VENV/bin/python" -m worker &
 worker=$!
-"$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" &
+PROMETHEUS_MULTIPROC_DIR=$METRICS_DIR \
+  "$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" &
 gateway=$!
 
 stop() {

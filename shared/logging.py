@@ -100,6 +100,7 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
 
     structlog's own lines (the per-request and per-command ones) render directly; standard-library
     records (uvicorn, aio-pika, our `logging` loggers) go through a handler with the same processors.
+    Nothing below `level` (LOG_LEVEL) is written, whoever logs it.
     """
 
     def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -132,10 +133,11 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
     )
     handler = _StderrHandler()
     handler.setFormatter(formatter)
+    handler.setLevel(numeric_level)  # uvicorn sets its own loggers' levels: their records still stop here
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not isinstance(h, _StderrHandler | logging.StreamHandler)
                      or type(h).__module__.startswith("_pytest")] + [handler]  # fmt: skip
-    root.setLevel(level)
+    root.setLevel(numeric_level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

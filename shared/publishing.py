@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
+from shared import tracing
 from shared.contracts.commands import SCHEMA_VERSION
 from shared.topology import HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
 
@@ -131,7 +132,8 @@ class Publisher:
         try:
             async with asyncio.timeout(timeout_s or self.timeout_s):
                 target = await self.exchange(exchange)
-                await target.publish(message, routing_key=routing_key, mandatory=mandatory)  # nack, return: raise
+                with tracing.publishing(message, exchange, routing_key):
+                    await target.publish(message, routing_key=routing_key, mandatory=mandatory)  # nack, return: raise
         except Exception as error:
             raise NotConfirmed(f"{routing_key} to {exchange or 'the default exchange'}: {error!r}") from error
 

@@ -1,14 +1,15 @@
 """One settings object, read from the environment."""
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.tls import SslMode, rabbit_url_with_tls
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "secret", "change-me"})
 
 
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
+    log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = "INFO"  # gateway and worker
 
     database_url: str = "sqlite+aiosqlite:///./opengovfood.db"
     read_database_url: str = ""  # empty: the same as DATABASE_URL

@@ -8,7 +8,9 @@ import sys
 import uvloop
 
 from shared.logging import configure_logging
+from shared.settings import get_settings
 from shared.topology import TopologyMismatch
+from shared.tracing import configure_tracing
 from worker.app import Worker
 
 
@@ -21,7 +23,8 @@ async def serve(worker: Worker) -> None:
 
 
 def main(worker_class: type[Worker] = Worker) -> None:
-    configure_logging("worker")
+    configure_logging("worker", get_settings().log_level)
+    configure_tracing("worker")  # off unless OTEL_* name an exporter (docs/observability.md)
     try:
         uvloop.run(serve(worker_class()))  # libuv: about a fifth less CPU per command than asyncio's loop
     except TopologyMismatch as mismatch:

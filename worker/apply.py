@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared import tracing
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
 from worker import outbox, repository
@@ -230,7 +231,7 @@ async def apply_once(
 ) -> Applied:
     """One transaction for the whole batch, which also marks the events relayed after the previous
     one. The token, read after COMMIT, is only needed by those who wait."""
-    async with engine.connect() as conn:
+    async with tracing.transaction(e.command_id for e in envelopes), engine.connect() as conn:  # links to each
         async with conn.begin():
             applied = await _Batch(conn, suspects or set()).apply(envelopes)
             await outbox.mark_published(conn, relayed)

@@ -8,6 +8,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
+from shared import tracing
 from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.outcomes import Outcome
 from shared.models import CommandStatus
@@ -204,6 +205,7 @@ class PartitionConsumer:
         envelopes: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
         poison: list[tuple[AbstractIncomingMessage, PoisonMessage]] = []
         for message in batch:
+            tracing.received(message, self.partition)  # a span in the publisher's trace, when tracing is on
             try:
                 envelopes.append((message, self._decode(message)))
             except PoisonMessage as error:

@@ -16,26 +16,31 @@ from worker.envelope import Envelope
 
 log = structlog.get_logger("worker.commands")
 
-RECEIVED = Counter("worker_commands_received", "Commands delivered to the worker", ["command"])
-OUTCOMES = Counter("worker_commands", "Commands by outcome (applied, rejected, dead_lettered)", ["command", "status"])
-POISON = Counter("worker_commands_poison", "Messages dead-lettered before they could be decoded", ["command"])
+# Counted per batch (a batch's count at once); latencies stay per command: each has its own.
+# Commands received = opengovfood_commands_total (all statuses) + opengovfood_commands_poison_total.
+OUTCOMES = Counter(
+    "opengovfood_commands", "Commands by outcome (applied, rejected, dead_lettered)", ["command", "status"]
+)
+POISON = Counter("opengovfood_commands_poison", "Messages dead-lettered before they could be decoded", ["command"])
 REPLIES_REFUSED = Counter(
-    "worker_replies_refused", "Outcomes not sent: reply_to is not a reply queue of the command's publisher", ["command"]
+    "opengovfood_replies_refused",
+    "Outcomes not sent: reply_to is not a reply queue of the command's publisher",
+    ["command"],
 )
 APPLY_LATENCY = Histogram(
-    "worker_apply_latency_seconds",
+    "opengovfood_command_apply_seconds",
     "From the worker's receipt of a command until its batch is committed and acked",
     ["command"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 PUBLISH_TO_COMMIT = Histogram(
-    "worker_publish_to_commit_seconds",
+    "opengovfood_command_publish_to_commit_seconds",
     "From the message timestamp (publish; AMQP timestamps have whole-second resolution) to the commit",
     ["command"],
     buckets=(1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
 BATCH_SIZE = Histogram(
-    "worker_batch_size",
+    "opengovfood_batch_size",
     "Commands per batch of one partition (batches ready together share a transaction)",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 400, 1000),
 )
@@ -62,7 +67,6 @@ def command_label(routing_key: str | None) -> str:
 
 def observe_poison(message: AbstractIncomingMessage, reason: str) -> None:
     label = command_label(message.routing_key)
-    RECEIVED.labels(label).inc()
     POISON.labels(label).inc()
     log.warning(
         "command dead-lettered",
@@ -89,7 +93,6 @@ def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope[Any]
         return
     BATCH_SIZE.observe(len(applied))
     for (name, status), count in collections.Counter((o.name, o.status.value) for _, _, o in applied).items():
-        RECEIVED.labels(name).inc(count)
         OUTCOMES.labels(name, status).inc(count)
     now = datetime.now(UTC)
     for message, envelope, outcome in applied:

@@ -81,7 +81,7 @@ async def test_a_service_gets_outcomes_on_its_own_reply_queue_and_cannot_reply_a
     events_queue = f"{test_settings.VHOST}.test-events.{uuid.uuid4().hex}"
     gateways = f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}"
     partition = partition_queue_name(0)
-    refused_before = value(await scrape(worker_url()), "worker_replies_refused_total", command="item.create")
+    refused_before = value(await scrape(worker_url()), "opengovfood_replies_refused_total", command="item.create")
     try:
         await _declare(attacker, own)
         await _declare(victim, others)
@@ -110,7 +110,7 @@ async def test_a_service_gets_outcomes_on_its_own_reply_queue_and_cannot_reply_a
         assert [m for m in dead_letters if m["properties"].get("correlation_id") in ours] == []  # a reply put in
         # the partition queue would have been consumed by the worker as a (poison) command and dead-lettered
 
-        refused = value(await scrape(worker_url()), "worker_replies_refused_total", command="item.create")
+        refused = value(await scrape(worker_url()), "opengovfood_replies_refused_total", command="item.create")
         assert refused - refused_before == 4
         log = stack[0].log_path.read_text()
         for target in targets[:-1]:

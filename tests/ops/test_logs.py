@@ -2,10 +2,12 @@
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.support.api import WAIT, log_in, unique_email
 from tests.support.polling import eventually
@@ -79,3 +81,41 @@ def test_the_scrubber_masks_secrets_in_any_field() -> None:
     assert "s3cret" not in str(scrubbed)
     assert scrubbed["password"] == REDACTED
     assert scrubbed["headers"] == {"Authorization": REDACTED, "x-request-id": "r1"}
+
+
+def test_log_level_defaults_to_info_and_takes_any_case() -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    assert Settings(_env_file=None).log_level == "INFO"  # type: ignore[call-arg]
+    assert Settings(_env_file=None, log_level="debug").log_level == "DEBUG"  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, log_level="chatty")  # type: ignore[call-arg]
+
+
+def _levels(path: Path) -> set[str]:
+    return {json.loads(line).get("level", "?") for line in path.read_text(errors="replace").splitlines() if line}
+
+
+async def test_log_level_is_honoured_by_the_gateway_and_the_worker(
+    stack: tuple[Worker, Gateway], tmp_path: Path
+) -> None:
+    """WARNING hides the gateway's access lines (INFO); DEBUG shows the worker's libraries' debug lines."""
+    quiet = Gateway(env={"LOG_LEVEL": "warning"}, name="gateway-log-warning")
+    quiet.log_path.unlink(missing_ok=True)
+    with quiet:
+        async with httpx.AsyncClient(base_url=quiet.url, timeout=10) as client:
+            for _ in range(5):
+                assert (await client.get("/health/live")).status_code == 200
+    assert _levels(quiet.log_path) <= {"warning", "error", "critical"}, quiet.log_path
+
+    env = {"LOG_LEVEL": "DEBUG", "WORKER_METRICS_PORT": "0", "WORKER_HEARTBEAT_FILE": str(tmp_path / "alive")}
+    chatty = Worker(env=env, name="worker-log-debug")  # a standby beside the stack's worker: it applies nothing
+    chatty.log_path.unlink(missing_ok=True)
+    with chatty:
+        await eventually(lambda: _async_levels(chatty.log_path), lambda levels: "debug" in levels, deadline_s=10)
+
+
+async def _async_levels(path: Path) -> set[str]:
+    return _levels(path)

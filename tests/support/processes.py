@@ -1,6 +1,7 @@
 """The real worker and gateway as child processes, so tests can also kill and restart them."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -135,17 +136,20 @@ class Worker(Service):
 class Gateway(Service):
     name = "gateway"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
         roles = {
             "DATABASE_URL": test_settings.GATEWAY_DATABASE_URL,
             "READ_DATABASE_URL": test_settings.GATEWAY_READ_DATABASE_URL,
         }
-        super().__init__({**roles, **(env or {})})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        metrics_dir = str(LOGS / f"gateway-{self.port}.metrics")  # every process's metrics, for one scrape
+        super().__init__({**roles, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, **(env or {})}, name)
 
     def spawn(self) -> None:
         ensure_database_roles()
+        shutil.rmtree(self.env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)  # no counts of an earlier start
+        os.makedirs(self.env["PROMETHEUS_MULTIPROC_DIR"])
         super().spawn()
 
     def command(self) -> list[str]:
