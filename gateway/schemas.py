@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from shared.contracts.fields import TEXT, Description, Email, FullName, Password, Status, Title
+from shared.contracts.outcomes import RowError
 from shared.models import CommandStatus, ImportState
 
 FormText = Annotated[str, StringConstraints(max_length=255, pattern=TEXT)]
@@ -316,11 +317,6 @@ class ImportAccepted(BaseModel):
     rows: int
     chunks: int
     state: ImportState = ImportState.PENDING
-
-
-class RowError(BaseModel):
-    row: int
-    error: str
 
 
 class ImportRead(BaseModel):

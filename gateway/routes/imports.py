@@ -15,8 +15,9 @@ from gateway.apidoc import header, link
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.limits import get_limits
 from gateway.problems import Problem
-from gateway.schemas import ImportAccepted, ImportRead, RowError
+from gateway.schemas import ImportAccepted, ImportRead
 from shared.contracts.fields import SPACE
+from shared.contracts.outcomes import RowError
 from shared.importer import CONTENT_TYPES, CSV_TYPE, JSONL_TYPE, SourceError, publish_import
 from shared.models import ImportState
 from shared.publishing import NotConfirmed
