@@ -10,10 +10,11 @@ from fastapi import APIRouter, FastAPI
 
 from gateway import apidoc, problems
 from gateway.bus import CommandBus
-from gateway.consistency import ConsistencyHeaders, Reads
+from gateway.consistency import Reads
 from gateway.deps import Services
+from gateway.edge import Edge
 from gateway.hot import HotRoutes
-from gateway.limits import EdgeLimits, RateLimits
+from gateway.limits import RateLimits
 from gateway.metrics import instrument
 from gateway.recent_users import RecentUsers
 from gateway.routes import activity, commands, docs, health, imports, items, login, users
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("gateway", settings.log_level)
     configure_tracing("gateway")  # off unless OTEL_* name an exporter (docs/observability.md)
+    rate_limits = RateLimits(settings)  # counted at the edge, read by the routes (login, uploads)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reads=Reads(replica, primary, same=same, wait_s=settings.consistency_wait),
             passwords=Passwords(settings.max_hashing),
             users=RecentUsers(settings.auth_cache_s),
+            limits=rate_limits,
             status=StatusProbe(
                 replica, primary, settings.rabbit_url, settings.command_partitions, settings.max_replica_lag_s
             ),
@@ -100,10 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)
-    app.add_middleware(HotRoutes)  # innermost: after the edge limits, the request id and the consistency headers
-    app.add_middleware(ConsistencyHeaders)
-    app.state.limits = RateLimits(settings)
-    app.add_middleware(EdgeLimits, settings=settings, rate_limits=app.state.limits)  # 413 / 429 first
+    app.add_middleware(HotRoutes)  # the routes that carry the load, behind the edge
+    app.add_middleware(Edge, settings=settings, rate_limits=rate_limits)  # 431 / 413 / 429 before any route
     problems.install(app)
     api = APIRouter(prefix="/api/v1")
     for module in (login, users, items, commands, imports, activity):
@@ -111,5 +112,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(docs.router)
-    instrument(app)  # outermost middleware: request id, access log, metrics
+    instrument(app)
     return app

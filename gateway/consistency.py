@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import text
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import Problem
 from gateway.wal import PrimaryPosition, ReplicaWatermark
@@ -48,6 +46,13 @@ class RequestReads:
 
 
 _request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=None)
+
+
+def begin_reads() -> RequestReads:
+    """A new request: its reads are noted here (gateway/edge.py shows which database answered)."""
+    request = RequestReads()
+    _request.set(request)
+    return request
 
 
 class Reads:
@@ -134,29 +139,3 @@ def _note(database: str) -> None:
 async def replayed_position(conn: ReadConnection) -> str:
     """A token covering everything this connection sees (on the primary: its current position)."""
     return str(await conn.scalar(SEEN))
-
-
-class ConsistencyHeaders:
-    """ASGI middleware: echo the client's consistency token; say which database answered the reads."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = RequestReads()
-        _request.set(request)
-        token = Headers(scope=scope).get(TOKEN_HEADER)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if token and TOKEN_HEADER not in headers and message["status"] < 400:
-                    headers[TOKEN_HEADER] = token
-                if request.served_by:
-                    headers[SERVED_BY_HEADER] = request.served_by[-1]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

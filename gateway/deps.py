@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from gateway import repository
 from gateway.bus import CommandBus
 from gateway.consistency import TOKEN_PATTERN, Reads, parse_token
+from gateway.limits import RateLimits
 from gateway.problems import Problem
 from gateway.recent_users import RecentUsers
 from gateway.repository import UserRecord
@@ -29,6 +30,7 @@ class Services:
     passwords: Passwords
     status: StatusProbe
     users: RecentUsers
+    limits: RateLimits
 
 
 async def get_services(request: Request) -> Services:

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.consistency import TOKEN_HEADER, parse_token
 from gateway.deps import Services, caller, prefer_wait
+from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
-from gateway.metrics import ROUTE_KEY
 from gateway.problems import Problem, answer_for
 from gateway.repository import UserRecord
 from gateway.routes.items import item_resource, read_owned_item
@@ -58,7 +58,7 @@ class HotRoutes:
 
     async def _read_item(self, scope: Scope, receive: Receive, send: Send) -> None:
         item_id = int(scope["path"][len(ITEM) :])
-        headers = _headers(scope)
+        headers: dict[bytes, str] = scope[HEADERS_KEY]
         services: Services = scope["app"].state.services
         token = _token(headers)
         user = await _caller(services, headers, token) if token is not NOT_THIS_PATH else None
@@ -73,7 +73,7 @@ class HotRoutes:
         await _send_json(send, 200, body, [(b"etag", item_etag(item).encode())])
 
     async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers: dict[bytes, str] = scope[HEADERS_KEY]
         body, replay = await _read_body(receive)
         services: Services = scope["app"].state.services
         key = headers.get(b"idempotency-key")
@@ -123,11 +123,6 @@ def _token(headers: dict[bytes, str]) -> Any:
         return parse_token(value)
     except ValueError:
         return NOT_THIS_PATH
-
-
-def _headers(scope: Scope) -> dict[bytes, str]:
-    """The request's headers by lower-case name (the last of repeated ones)."""
-    return {name: value.decode("latin-1") for name, value in scope["headers"]}
 
 
 def _is_json(headers: dict[bytes, str]) -> bool:

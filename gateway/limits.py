@@ -11,14 +11,11 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-import jwt
 import limits
 from fastapi import Request
-from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from gateway.problems import Problem, answer_for
-from gateway.security import subject_of
+from gateway.problems import Problem
 from shared.settings import Settings
 
 LOGIN_PATH = "/api/v1/login/access-token"
@@ -143,116 +140,11 @@ class RateLimits:
     def login_account(self, client: str, email: str) -> None:
         """Per (client, email), never per email alone: an attacker elsewhere never throttles the victim.
 
-        The per-client login limit is counted by EdgeLimits, before the form is parsed.
+        The per-client login limit is counted at the edge (gateway/edge.py), before the form is parsed.
         """
         self.hit(self.login_per_account, "login attempts for this account", "login-account", client, email)
 
 
 def get_limits(request: Request) -> RateLimits:
-    limits_: RateLimits = request.app.state.limits
+    limits_: RateLimits = request.app.state.services.limits
     return limits_
-
-
-class EdgeLimits:
-    """ASGI middleware: header size (431), body size (413) and rate limits (429) before any route runs."""
-
-    def __init__(self, app: ASGIApp, settings: Settings, rate_limits: RateLimits) -> None:
-        self.app = app
-        self.settings = settings
-        self.rate_limits = rate_limits
-        self.caps = body_caps(settings)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        cap = body_cap(scope["path"], self.settings, self.caps)
-        try:
-            if sum(len(key) + len(value) + 4 for key, value in scope["headers"]) > self.settings.max_header_bytes:
-                raise Problem(431, f"the request headers are larger than {self.settings.max_header_bytes} bytes")
-            if _declared_length(scope) > cap:
-                raise _too_large(cap)
-            self._rate_limit(scope)
-        except Problem as problem:
-            await _problem(problem)(scope, receive, send)
-            return
-        guard = _BodyGuard(scope, receive, send, cap)
-        await self.app(scope, guard.receive, guard.send)
-
-    def _rate_limit(self, scope: Scope) -> None:
-        method, path = scope["method"], scope["path"]
-        if method not in WRITE_METHODS or not path.startswith("/api/"):
-            return
-        client = client_address(scope, self.settings.trusted_proxy_hops)
-        if path == LOGIN_PATH:
-            self.rate_limits.hit(self.rate_limits.login_per_client, "login attempts from this client", "login", client)
-        elif path == SIGNUP_PATH and method == "POST":
-            self.rate_limits.hit(self.rate_limits.signup_per_client, "sign-ups from this client", "signup", client)
-        else:
-            caller = self._caller(scope) or f"client:{client}"
-            self.rate_limits.hit(self.rate_limits.write_per_caller, "writes from this caller", "write", caller)
-
-    def _caller(self, scope: Scope) -> str | None:
-        """The verified user of a bearer token (a flood from one user shares one bucket)."""
-        authorization = _header(scope, b"authorization")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        try:
-            return f"user:{subject_of(token.strip(), self.settings).user_id}"
-        except jwt.InvalidTokenError:
-            return None
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
-
-
-def _declared_length(scope: Scope) -> int:
-    value = _header(scope, b"content-length")
-    return int(value) if value.isdigit() else 0
-
-
-def _too_large(cap: int) -> Problem:
-    return Problem(413, f"the request body is larger than this route accepts ({cap} bytes)")
-
-
-def _problem(problem: Problem) -> JSONResponse:
-    answer = answer_for(problem)
-    assert answer is not None
-    return answer
-
-
-class _BodyGuard:
-    """Counts the body as the app reads it (chunked uploads too); past the cap it answers 413 itself.
-
-    It then tells the app the client went away and drops whatever the app answers: raising through
-    the app instead would be turned into a 400 by FastAPI's body parsing.
-    """
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
-        self.scope, self._receive, self._send, self.cap = scope, receive, send, cap
-        self.received = 0
-        self.started = False
-        self.refused = False
-
-    async def receive(self) -> Message:
-        if self.refused:
-            return {"type": "http.disconnect"}
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self.received += len(message.get("body", b""))
-            if self.received > self.cap and not self.started:
-                self.refused = True
-                await _problem(_too_large(self.cap))(self.scope, self._receive, self._send)
-                return {"type": "http.disconnect"}
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self.refused:
-            return
-        self.started = self.started or message["type"] == "http.response.start"
-        await self._send(message)
