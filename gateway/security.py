@@ -1,6 +1,7 @@
 """Passwords (argon2id, hashed off the event loop, bounded) and access tokens (JWT, HS256 pinned)."""
 
 import base64
+import functools
 import hashlib
 import hmac
 import time
@@ -58,7 +59,12 @@ def _verify(hashed: str, password: str) -> bool:
 def password_stamp(hashed_password: str, settings: Settings) -> str:
     """A token's tie to the password it was issued under: a keyed digest of the stored argon2id hash
     (never of the password). A new password makes a new hash, and every older token stops working."""
-    digest = hmac.new(settings.secret_key.encode(), hashed_password.encode(), hashlib.sha256).digest()
+    return _stamp(hashed_password, settings.secret_key)
+
+
+@functools.lru_cache(maxsize=10_000)  # asked on every request, of the same few hashes
+def _stamp(hashed_password: str, secret: str) -> str:
+    digest = hmac.new(secret.encode(), hashed_password.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:12]).decode()
 
 

@@ -7,15 +7,16 @@ VENV=${VENV:-.venv}
 HOST=${GATEWAY_HOST:-127.0.0.1}
 PORT=${GATEWAY_PORT:-8000}
 WORKERS=${GATEWAY_WORKERS:-1}  # gateway processes; each has its own reply queue
-METRICS_DIR=${TMPDIR:-/tmp}/opengovfood-gateway-$PORT.metrics  # each gateway process's metrics; /metrics adds them up
-rm -rf "$METRICS_DIR" && mkdir -p "$METRICS_DIR"  # an earlier run's processes must not be counted
+if ((WORKERS > 1)); then  # each gateway process keeps its metrics in files; /metrics adds them up
+  export PROMETHEUS_MULTIPROC_DIR=${TMPDIR:-/tmp}/opengovfood-gateway-$PORT.metrics
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"  # no counts of an earlier run
+fi
 
 "$VENV/bin/alembic" upgrade head
 
 "$VENV/bin/python" -m worker &
 worker=$!
-PROMETHEUS_MULTIPROC_DIR=$METRICS_DIR \
-  "$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" &
+"$VENV/bin/uvicorn" gateway.app:create_app --factory --host "$HOST" --port "$PORT" --workers "$WORKERS" &
 gateway=$!
 
 stop() {

@@ -141,6 +141,8 @@ class PostgresDatabase:
         raise AssertionError("unreachable")
 
     async def _acquire(self) -> asyncpg.Connection:
+        if not self._idle.empty() and (connection := self._idle.get_nowait()) is not None:
+            return connection  # the usual case, without a timer
         async with asyncio.timeout(self._timeout):
             while True:
                 connection = self._idle.get_nowait() if not self._idle.empty() else None

@@ -143,13 +143,15 @@ class Gateway(Service):
         }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        metrics_dir = str(LOGS / f"gateway-{self.port}.metrics")  # every process's metrics, for one scrape
-        super().__init__({**roles, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, **(env or {})}, name)
+        super().__init__({**roles, **(env or {})}, name)
+        if int(self.env.get("GATEWAY_WORKERS", "1")) > 1:  # every process's metrics, for one scrape
+            self.env["PROMETHEUS_MULTIPROC_DIR"] = str(LOGS / f"gateway-{self.port}.metrics")
 
     def spawn(self) -> None:
         ensure_database_roles()
-        shutil.rmtree(self.env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)  # no counts of an earlier start
-        os.makedirs(self.env["PROMETHEUS_MULTIPROC_DIR"])
+        if directory := self.env.get("PROMETHEUS_MULTIPROC_DIR"):
+            shutil.rmtree(directory, ignore_errors=True)  # no counts of an earlier start
+            os.makedirs(directory)
         super().spawn()
 
     def command(self) -> list[str]:
