@@ -22,7 +22,7 @@ from gateway.idempotency import KEY_PATTERN
 from gateway.problems import Problem, answer_for
 from gateway.repository import UserRecord
 from gateway.routes.items import item_resource, read_owned_item
-from gateway.schemas import ItemCreate
+from gateway.schemas import ItemCreate, item_json
 from gateway.writes import dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem
 from shared.etag import item_etag
@@ -69,7 +69,7 @@ class HotRoutes:
         if item is None:
             await self.app(scope, receive, send)  # the route answers the 404
             return
-        body = item.model_dump_json().encode()
+        body = item_json(item)
         await _send_json(send, 200, body, [(b"etag", item_etag(item).encode())])
 
     async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:

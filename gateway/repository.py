@@ -20,16 +20,17 @@ AnySelect = Select[*tuple[Any, ...]]
 USER_COLUMNS = (
     User.id, User.email, User.hashed_password, User.full_name, User.is_active, User.created_at, User.updated_at
 )  # fmt: skip
-# The item as the API shows it, joined with its owner's name: only the columns the answer needs.
+# The item as the API shows it, joined with its owner's name: only the columns the answer needs, in
+# ItemRead's field order (gateway/schemas.py item_json renders a row without building the model).
 ITEM_COLUMNS = (
     Item.id,
     Item.title,
     Item.description,
     Item.status,
     Item.owner_id,
+    User.full_name.label("owner_full_name"),
     Item.created_at,
     Item.updated_at,
-    User.full_name.label("owner_full_name"),
 )
 _USER = select(*USER_COLUMNS).where(User.id == bindparam("user_id"))
 _USER_BY_EMAIL = select(*USER_COLUMNS).where(User.email == bindparam("email"))

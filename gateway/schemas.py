@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic_core import to_json
 
 from shared.contracts.fields import TEXT, Description, Email, FullName, Password, Status, Title
 from shared.contracts.outcomes import RowError
@@ -127,6 +128,12 @@ class ItemRead(BaseModel):
     owner_full_name: str
     created_at: datetime | None
     updated_at: datetime | None
+
+
+def item_json(row: Any) -> bytes:
+    """An item row (repository.ITEM_COLUMNS) as ItemRead's JSON, without validating it into the model
+    first (the row comes from our own query; tests/unit/test_gateway_parts.py checks they agree)."""
+    return to_json(row._asdict())
 
 
 class ItemsPage(BaseModel):

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome
-from shared.logging import HEADER_REQUEST_ID, header_text
+from shared.logging import HEADER_REQUEST_ID, header_text, write_line
 from worker.envelope import Envelope
 
 log = structlog.get_logger("worker.commands")
@@ -101,13 +101,13 @@ def observe_batch(applied: Sequence[tuple[AbstractIncomingMessage, Envelope[Any]
         since_publish = _since_publish_s(message, now.timestamp())
         if since_publish is not None:
             PUBLISH_TO_COMMIT.labels(outcome.name).observe(since_publish)
-        log.info(
-            f"command {outcome.status.value}",
-            command_id=str(outcome.command_id),
-            request_id=header_text(message.headers, HEADER_REQUEST_ID),
-            command=outcome.name,
-            status=outcome.status.value,
-            code=outcome.code.value,
-            resource_id=outcome.resource_id,
-            latency_ms=round(latency * 1000, 2),
-        )
+        fields = {
+            "command_id": str(outcome.command_id),
+            "request_id": envelope.request_id,
+            "command": outcome.name,
+            "status": outcome.status.value,
+            "code": outcome.code.value,
+            "resource_id": outcome.resource_id,
+            "latency_ms": round(latency * 1000, 2),
+        }
+        write_line(f"command {outcome.status.value}", "worker.commands", fields)

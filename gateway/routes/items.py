@@ -36,10 +36,9 @@ def item_resource(owner_id: int) -> Resource:
     return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
 
 
-async def read_owned_item(services: Services, token: int | None, item_id: int, owner_id: int) -> ItemRead | None:
-    """One of the owner's items as the API shows it (None: none of theirs has this id)."""
-    item = await services.reads.run(token, lambda conn: repository.get_owned_item(conn, item_id, owner_id))
-    return ItemRead.model_validate(item) if item is not None else None
+async def read_owned_item(services: Services, token: int | None, item_id: int, owner_id: int) -> Any:
+    """One of the owner's items, a row of repository.ITEM_COLUMNS (None: none of theirs has this id)."""
+    return await services.reads.run(token, lambda conn: repository.get_owned_item(conn, item_id, owner_id))
 
 
 def _precondition(if_match: str | None) -> dict[str, str]:
@@ -112,7 +111,7 @@ async def read_item(
     if item is None:
         raise Problem(404, NOT_FOUND)
     response.headers["ETag"] = item_etag(item)
-    return item
+    return ItemRead.model_validate(item)
 
 
 @router.patch(

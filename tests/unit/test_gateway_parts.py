@@ -73,3 +73,17 @@ def test_a_placeholder_secret_is_refused_outside_development() -> None:
 def test_read_database_defaults_to_the_primary() -> None:
     config = settings(database_url="sqlite+aiosqlite:///./x.db", read_database_url="")
     assert config.read_database_url == "sqlite+aiosqlite:///./x.db"
+
+
+def test_an_item_row_renders_as_item_read_does() -> None:
+    """gateway/hot.py answers GET /items/{id} from the row without the model: the bytes must agree."""
+    from collections import namedtuple
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from gateway.repository import ITEM_COLUMNS
+    from gateway.schemas import ItemRead, item_json
+
+    row_type = namedtuple("Row", [column.key for column in ITEM_COLUMNS])  # type: ignore[misc]  # noqa: PYI024
+    for created in (datetime.now(UTC), datetime.now(timezone(timedelta(hours=2))), None):
+        row = row_type(7, 'a "quoted" title \u00e9', None, "pending", 3, "Ann", created, None)
+        assert item_json(row) == ItemRead.model_validate(row).model_dump_json().encode()
