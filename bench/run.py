@@ -40,7 +40,12 @@ from tests.support.rabbit import reset_vhost  # noqa: E402
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0$YmVuY2hiZW5jaGJlbmNoYmVuY2g"
 # 64 users share the load: a per-user limit that is never reached here.
-GATEWAY_ENV = {"WRITE_RATE_PER_CALLER": "500/second", "DB_POOL_SIZE": "20"}
+# Two gateway processes, one per core (the template compared in issue 12 ran two workers too).
+GATEWAY_ENV = {
+    "WRITE_RATE_PER_CALLER": "500/second",
+    "DB_POOL_SIZE": "20",
+    "GATEWAY_WORKERS": os.environ.get("BENCH_GATEWAY_WORKERS", "2"),
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The routes that carry the load, answered without FastAPI's per-request machinery.
 
-`POST /api/v1/items` and `GET /api/v1/items/{id}` run here on the same functions the FastAPI routes
-use (caller, dispatch, repository), minus dependency resolution, its exception layers and its
+`POST /api/v1/items`, `GET /api/v1/items/{id}` and `GET /api/v1/items` run here on the same functions
+the FastAPI routes use (caller, dispatch, repository), minus dependency resolution, its exception layers and its
 response model validation. Whatever this path would not answer with success (a body or a value it
 does not accept, a missing or refused token) goes on to the FastAPI route untouched, with the body
 it already read: that route says why, so every error answer has one source.
@@ -10,22 +10,26 @@ it already read: that route says why, so every error answer has one source.
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.consistency import TOKEN_HEADER, parse_token
 from gateway.deps import Services, caller, prefer_wait
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
+from gateway.pagination import MAX_SKIP, decode_cursor, next_cursor
 from gateway.problems import Problem, answer_for
-from gateway.repository import UserRecord
+from gateway.repository import Listing, UserRecord, list_items
 from gateway.routes.items import item_resource, read_owned_item
 from gateway.schemas import ItemCreate, item_json
 from gateway.writes import dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem
 from shared.etag import item_etag
+from shared.models import ItemStatus
 
 ITEMS = "/api/v1/items"
 ITEM = ITEMS + "/"
@@ -50,6 +54,10 @@ class HotRoutes:
                 scope[ROUTE_KEY] = ITEMS
                 await _answering_errors(self._create_item, scope, receive, send)
                 return
+            if method == "GET" and path == ITEMS:
+                scope[ROUTE_KEY] = ITEMS
+                await _answering_errors(self._list_items, scope, receive, send)
+                return
             if method == "GET" and path.startswith(ITEM) and path[len(ITEM) :].isdigit():
                 scope[ROUTE_KEY] = ITEM_TEMPLATE
                 await _answering_errors(self._read_item, scope, receive, send)
@@ -71,6 +79,24 @@ class HotRoutes:
             return
         body = item_json(item)
         await _send_json(send, 200, body, [(b"etag", item_etag(item).encode())])
+
+    async def _list_items(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[bytes, str] = scope[HEADERS_KEY]
+        services: Services = scope["app"].state.services
+        token = _token(headers)
+        asked = _listing(scope["query_string"]) if token is not NOT_THIS_PATH else None
+        user = await _caller(services, headers, token) if asked is not None else None
+        if asked is None or user is None:
+            await self.app(scope, receive, send)
+            return
+        listing = Listing(user.id, **asked)
+        rows, count = await services.reads.run(token, lambda conn: list_items(conn, listing))
+        page = {
+            "data": [row._asdict() for row in rows],
+            "count": count,
+            "next_cursor": next_cursor(rows, listing.limit),
+        }
+        await _send_json(send, 200, to_json(page), [])  # ItemsPage's JSON (its fields, in its order)
 
     async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, str] = scope[HEADERS_KEY]
@@ -123,6 +149,46 @@ def _token(headers: dict[bytes, str]) -> Any:
         return parse_token(value)
     except ValueError:
         return NOT_THIS_PATH
+
+
+LISTING = {"limit", "skip", "status", "q", "cursor"}
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")  # gateway/pagination.py Cursor
+STATUSES = frozenset(status.value for status in ItemStatus)
+
+
+def _listing(query_string: bytes) -> dict[str, Any] | None:
+    """The listing asked, when every parameter is one this path accepts as the route would (None:
+    the route answers, whether it accepts it or says why not)."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    given = dict(pairs)
+    if len(given) != len(pairs) or not set(given) <= LISTING:
+        return None
+    asked: dict[str, Any] = {"limit": 100, "skip": 0}
+    for name in ("limit", "skip"):
+        if name in given:
+            value = given[name]
+            if not (value.isascii() and value.isdigit()) or len(value) > 6:
+                return None
+            asked[name] = int(value)
+    if not (1 <= asked["limit"] <= 100 and asked["skip"] <= MAX_SKIP):
+        return None
+    if "status" in given:
+        if given["status"] not in STATUSES:
+            return None
+        asked["status"] = given["status"]
+    if "q" in given:
+        q = given["q"]
+        if not 1 <= len(q) <= 100 or not q.isprintable():
+            return None
+        asked["q"] = q
+    if "cursor" in given:
+        if not CURSOR.fullmatch(given["cursor"]):
+            return None
+        try:
+            asked["after"] = decode_cursor(given["cursor"])
+        except Problem:
+            return None
+    return asked
 
 
 def _is_json(headers: dict[bytes, str]) -> bool:

@@ -80,10 +80,14 @@ def test_an_item_row_renders_as_item_read_does() -> None:
     from collections import namedtuple
     from datetime import UTC, datetime, timedelta, timezone
 
+    from pydantic_core import to_json
+
     from gateway.repository import ITEM_COLUMNS
-    from gateway.schemas import ItemRead, item_json
+    from gateway.schemas import ItemRead, ItemsPage, item_json
 
     row_type = namedtuple("Row", [column.key for column in ITEM_COLUMNS])  # type: ignore[misc]  # noqa: PYI024
     for created in (datetime.now(UTC), datetime.now(timezone(timedelta(hours=2))), None):
         row = row_type(7, 'a "quoted" title \u00e9', None, "pending", 3, "Ann", created, None)
         assert item_json(row) == ItemRead.model_validate(row).model_dump_json().encode()
+        page = {"data": [row._asdict()], "count": 1, "next_cursor": None}  # as gateway/hot.py lists
+        assert to_json(page) == ItemsPage.model_validate(page).model_dump_json().encode()
