@@ -89,7 +89,7 @@ class HotRoutes:
         if asked is None or user is None:
             await self.app(scope, receive, send)
             return
-        listing = Listing(user.id, **asked)
+        listing = Listing(user.id, user.full_name, **asked)
         rows, count = await services.reads.run(token, lambda conn: list_items(conn, listing))
         page = {
             "data": [row._asdict() for row in rows],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, bindparam, func, select, tuple_
+from sqlalchemy import Select, String, bindparam, func, select, tuple_
 
 from shared.models import Command, ImportJob, Item, User
 from shared.reading import ReadConnection
@@ -93,13 +93,10 @@ def listing(status: bool, search: bool, keyset: bool) -> tuple[AnySelect, AnySel
         where.append(Item.status == bindparam("status"))
     if search:
         where.append(Item.title.ilike(bindparam("pattern"), escape="\\"))
-    page = (
-        select(*ITEM_COLUMNS)
-        .join(User, User.id == Item.owner_id)
-        .where(*where)
-        .order_by(Item.created_at.desc(), Item.id.desc())
-        .limit(bindparam("limit"))
-    )
+    # Every item listed is the caller's: their name comes with the request, not from a join per row.
+    columns = [bindparam("owner_full_name", type_=String).label("owner_full_name") if c.key == "owner_full_name"
+               else c for c in ITEM_COLUMNS]  # fmt: skip
+    page = select(*columns).where(*where).order_by(Item.created_at.desc(), Item.id.desc()).limit(bindparam("limit"))
     if keyset:
         page = page.where(tuple_(Item.created_at, Item.id) < tuple_(bindparam("after_at"), bindparam("after_id")))
     else:
@@ -112,6 +109,7 @@ class Listing:
     """What the caller asked to see of their items."""
 
     owner_id: int
+    owner_full_name: str
     limit: int
     skip: int = 0
     status: str | None = None
@@ -120,6 +118,7 @@ class Listing:
 
     def params(self) -> dict[str, Any]:
         values: dict[str, Any] = {"owner_id": self.owner_id, "limit": self.limit, "skip": self.skip}
+        values["owner_full_name"] = self.owner_full_name
         if self.status is not None:
             values["status"] = self.status
         if self.q:

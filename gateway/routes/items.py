@@ -85,7 +85,7 @@ async def list_items(
 ) -> ItemsPage:
     """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
     after = decode_cursor(cursor) if cursor else None
-    asked = repository.Listing(user.id, limit, skip, status.value if status else None, q, after)
+    asked = repository.Listing(user.id, user.full_name, limit, skip, status.value if status else None, q, after)
     rows, count = await services.reads.run(token, lambda conn: repository.list_items(conn, asked))
     items = [ItemRead.model_validate(row) for row in rows]
     return ItemsPage(data=items, count=count, next_cursor=next_cursor(list(rows), limit))

@@ -111,7 +111,7 @@ async def _plan(replica: asyncpg.Connection, statement: Any, params: dict[str, A
 
 async def test_search_and_owner_listing_use_indexes(replica: asyncpg.Connection, dataset: dict[str, Any]) -> None:
     me: Client = dataset["me"]
-    mine, search_mine = repository.Listing(me.id, 100), repository.Listing(me.id, 100, q="quinoa")
+    mine, search_mine = repository.Listing(me.id, "Me", 100), repository.Listing(me.id, "Me", 100, q="quinoa")
     listing = (repository.listing(False, False, False)[0], mine.params())
     searched = (repository.listing(False, True, False)[0], search_mine.params())
     title = repository.Item.title
