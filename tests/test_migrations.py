@@ -150,7 +150,7 @@ async def test_postgres_catalog_has_partial_desc_and_check(postgres_url: str) ->
     finally:
         await conn.close()
     assert "WHERE is_active" in definitions["ix_active_users"]
-    assert "(owner_id, created_at DESC)" in definitions["ix_item_owner_created"]
+    assert "(owner_id, created_at DESC, id DESC)" in definitions["ix_item_owner_created"]
     assert definitions["ix_user_email"].startswith("CREATE UNIQUE INDEX")
     for status in ("pending", "in_progress", "completed", "cancelled"):
         assert status in check

@@ -59,7 +59,7 @@ class Item(Base):
 
 
 # Declared after the class: the DESC index needs the mapped column to order by.
-Index("ix_item_owner_created", Item.owner_id, Item.created_at.desc())
+Index("ix_item_owner_created", Item.owner_id, Item.created_at.desc(), Item.id.desc())  # ties: by id
 
 # Case-insensitive title search (ILIKE '%q%') without a sequential scan: a trigram index.
 # PostgreSQL only; Alembic's env.py leaves it out of the comparison on SQLite.
