@@ -59,13 +59,19 @@ def summarize(collapsed: Path, top: int = 25) -> str:
 
 
 async def drive(
-    target: str, worker: BenchWorker, gateway: Gateway, users: list[int], seconds: float, messages: int
+    target: str,
+    worker: BenchWorker,
+    gateway: Gateway,
+    users: list[int],
+    seconds: float,
+    messages: int,
+    svg: Path | None,
 ) -> Path:
-    out = Path(tempfile.mkdtemp()) / f"{target}.txt"
+    out = svg or Path(tempfile.mkdtemp()) / f"{target}.txt"
     assert gateway.process is not None
     ids = await readable_items(users[0]) if target == "reads" else []
     pid = gateway.process.pid if target in ("gateway", "reads") else worker.pid
-    options = ["-d", str(int(seconds)), "-r", "200", "--format", "raw", "-o", str(out)]
+    options = ["-d", str(int(seconds)), "-r", "200", "--format", "flamegraph" if svg else "raw", "-o", str(out)]
     spy = await asyncio.create_subprocess_exec(
         PY_SPY, "record", "-p", str(pid), *options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -90,7 +96,7 @@ async def drive(
     return out
 
 
-async def main(target: str, seconds: float, messages: int) -> None:
+async def main(target: str, seconds: float, messages: int, svg: Path | None) -> None:
     await reset_database()
     await reset_vhost()
     users = await create_users(64)
@@ -98,12 +104,15 @@ async def main(target: str, seconds: float, messages: int) -> None:
     worker.start()
     try:
         gateway.start()
-        out = await drive(target, worker, gateway, users, seconds, messages)
+        out = await drive(target, worker, gateway, users, seconds, messages, svg)
     finally:
         gateway.stop()
         worker.stop()
+    if svg:
+        print(f"flame graph in {svg}")
+        return
     print(summarize(out))
-    print(f"(collapsed stacks in {out}: feed them to a flame graph tool)")
+    print(f"(collapsed stacks in {out}: feed them to a flame graph tool, or rerun with --svg)")
 
 
 if __name__ == "__main__":
@@ -111,5 +120,6 @@ if __name__ == "__main__":
     parser.add_argument("target", choices=["worker", "gateway", "import", "reads"])
     parser.add_argument("--seconds", type=float, default=15, help="sampling time (and HTTP load time)")
     parser.add_argument("--messages", type=int, default=5_000, help="bus commands (worker) or rows (import)")
+    parser.add_argument("--svg", type=Path, help="write py-spy's flame graph here instead of printing a summary")
     args = parser.parse_args()
-    asyncio.run(main(args.target, args.seconds, args.messages))
+    asyncio.run(main(args.target, args.seconds, args.messages, args.svg))
