@@ -126,12 +126,17 @@ async def raw_baselines(table: Table, sizes: Sizes, owner: int) -> dict[str, flo
         "copy": await baselines.copy(dsn, owner, sizes.raw_s),
         "publish": await baselines.publish(url, sizes.bus_messages, owner),
         "pipeline": await baselines.consume_with_group_commit(url, dsn, sizes.bus_messages, owner),
+        "contract": await baselines.consume_with_group_commit(url, dsn, sizes.bus_messages, owner, events=True),
     }
     table.add("raw: asyncpg INSERT, one per transaction", raw["single"], "rows/s")
     table.add("raw: asyncpg executemany, 1,000 rows/tx", raw["many"], "rows/s")
     table.add("raw: asyncpg COPY", raw["copy"], "rows/s")
     table.add("raw: aio-pika publish, confirms, 1,000 in flight", raw["publish"], "msg/s")
     table.add("raw: aio-pika consumer + group commit, e2e", raw["pipeline"], "rows/s")
+    table.add(
+        "raw: the same + outcome, outbox row, confirmed event each", raw["contract"], "rows/s",
+        baseline="bare pipeline", baseline_value=raw["pipeline"],
+    )  # fmt: skip
     return raw
 
 
