@@ -71,7 +71,17 @@ async def drive(
     assert gateway.process is not None
     ids = await readable_items(users[0]) if target == "reads" else []
     pid = gateway.process.pid if target in ("gateway", "reads") else worker.pid
-    options = ["-d", str(int(seconds)), "-r", "200", "--format", "flamegraph" if svg else "raw", "-o", str(out)]
+    options = [
+        "--subprocesses",
+        "-d",
+        str(int(seconds)),
+        "-r",
+        "200",
+        "--format",
+        "flamegraph" if svg else "raw",
+        "-o",
+        str(out),
+    ]
     spy = await asyncio.create_subprocess_exec(
         PY_SPY, "record", "-p", str(pid), *options, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
