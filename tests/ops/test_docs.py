@@ -18,8 +18,6 @@ PAGES = [README, *sorted(DOCS.glob("*.md"))]
 LAUNCHER = ("GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_WORKERS")  # scripts/run.sh
 # Variables read outside shared/settings.py, where to find them.
 ELSEWHERE = [ROOT / "scripts", ROOT / "cli", ROOT / "tests" / "settings.py", ROOT / "bench" / "run.py"]
-# Linked before they exist: written on another branch.
-PENDING = {DOCS / "performance.md"}
 
 
 def _text(path: Path) -> str:
@@ -110,8 +108,6 @@ def test_every_link_resolves(page: Path) -> None:
             continue  # http(s), mailto
         file, _, anchor = target.partition("#")
         linked = (page.parent / file).resolve() if file else page
-        if linked in PENDING:
-            continue
         if not linked.exists():
             broken.append(target)
         elif anchor and linked.suffix == ".md":
