@@ -20,10 +20,9 @@ import pytest
 import yaml
 
 from shared.settings import Settings
-from shared.topology import partition_queue_name
 from tests import settings as test_settings
 from tests.support.compose import COMPOSE_FILE, ROOT, Local, command, required_variables, services
-from tests.support.processes import LOGS, MANAGEMENT_URL, free_port, wait_until
+from tests.support.processes import LOGS, MANAGEMENT_URL, answers_ready, free_port, partitions_consumed, wait_until
 from tests.support.scratch import grant_roles, recreate_database
 
 SERVICES = {"rabbitmq", "postgres", "postgres-replica", "bus-provision", "migrate", "gateway", "worker"}
@@ -162,20 +161,7 @@ def _alive_and(process: subprocess.Popen[bytes], name: str, check: Any) -> Any:
 
 def _consumes() -> bool:
     """Every partition queue (compose keeps the default count) has a consumer."""
-    partitions = Settings.model_fields["command_partitions"].default
-    for partition in range(partitions):
-        url = f"{MANAGEMENT_URL}/api/queues/{quote(LOCAL.vhost, safe='')}/{partition_queue_name(partition)}"
-        response = httpx.get(url, auth=ADMIN, timeout=5)
-        if response.status_code != 200 or not response.json().get("consumers"):
-            return False
-    return True
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return partitions_consumed(Settings.model_fields["command_partitions"].default, LOCAL.vhost)
 
 
 @pytest.mark.postgres
@@ -203,7 +189,9 @@ def test_each_application_service_starts_with_compose_environment(local_services
         _running("gateway", gateway_argv, gateway_env, app) as gateway,
     ):
         wait_until(_alive_and(worker, "worker", _consumes), 60, "the worker to consume every partition")
-        wait_until(_alive_and(gateway, "gateway", lambda: _ready(gateway_env["GATEWAY_URL"])), 60, "/health/ready")
+        wait_until(
+            _alive_and(gateway, "gateway", lambda: answers_ready(gateway_env["GATEWAY_URL"])), 60, "/health/ready"
+        )
         for name, env in (("worker", worker_env), ("gateway", gateway_env)):
             check = subprocess.run(
                 command(compose[name], "healthcheck"), env=env, cwd=app, capture_output=True, timeout=60

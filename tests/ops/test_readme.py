@@ -19,9 +19,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from shared.topology import partition_queue_name
 from tests import settings as test_settings
-from tests.support.processes import LOGS, ROOT, free_port, wait_until
+from tests.support.processes import LOGS, ROOT, answers_ready, free_port, partitions_consumed, wait_until
 
 pytestmark = pytest.mark.rabbit
 VHOST = f"{test_settings.VHOST}_quickstart"
@@ -49,23 +48,6 @@ def own_vhost() -> Iterator[str]:
     httpx.delete(where, auth=GUEST, timeout=10)
 
 
-def _consumed() -> bool:
-    """Every partition queue of the vhost has the worker as consumer."""
-    for partition in range(PARTITIONS):
-        url = f"{MANAGEMENT}/queues/{quote(VHOST, safe='')}/{partition_queue_name(partition)}"
-        response = httpx.get(url, auth=GUEST, timeout=5)
-        if response.status_code != 200 or not response.json().get("consumers"):
-            return False
-    return True
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def make_run(own_vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """scripts/run.sh with `make run`'s defaults, but for the database file, the vhost and the ports."""
@@ -88,7 +70,11 @@ def make_run(own_vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is None and _ready(url) and _consumed(), 60, "make run's gateway and worker")
+        wait_until(
+            lambda: process.poll() is None and answers_ready(url) and partitions_consumed(PARTITIONS, VHOST),
+            60,
+            "make run's gateway and worker",
+        )
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # run.sh stops the gateway and the worker, then exits

@@ -27,11 +27,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def queue_info(queue: str) -> dict[str, int]:
+def queue_info(queue: str, vhost: str = test_settings.VHOST) -> dict[str, int]:
     """A queue's figures from the RabbitMQ management API ({} while it does not exist)."""
-    url = f"{MANAGEMENT_URL}/api/queues/{quote(test_settings.VHOST, safe='')}/{quote(queue, safe='')}"
+    url = f"{MANAGEMENT_URL}/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
     response = httpx.get(url, auth=("guest", "guest"), timeout=5)
     return dict(response.json()) if response.status_code == 200 else {}
+
+
+def partitions_consumed(partitions: int, vhost: str = test_settings.VHOST) -> bool:
+    """Every partition queue of the vhost has a consumer."""
+    return all(queue_info(partition_queue_name(p), vhost).get("consumers", 0) > 0 for p in range(partitions))
+
+
+def answers_ready(url: str) -> bool:
+    """The gateway at `url` answers /health/ready with 200."""
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_until(condition, deadline_s: float, what: str, interval_s: float = 0.05) -> None:  # type: ignore[no-untyped-def]
@@ -129,8 +142,7 @@ class Worker(Service):
 
     def ready(self) -> bool:
         """Every partition queue has a consumer."""
-        partitions = range(int(test_settings.ENV["COMMAND_PARTITIONS"]))
-        return all(queue_info(partition_queue_name(p)).get("consumers", 0) > 0 for p in partitions)
+        return partitions_consumed(int(test_settings.ENV["COMMAND_PARTITIONS"]))
 
 
 class Gateway(Service):
@@ -162,7 +174,4 @@ class Gateway(Service):
         ]  # fmt: skip
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_ready(self.url)
