@@ -81,7 +81,7 @@ def write_answers(
     etag: bool = False,
     links: dict[str, Any] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """What a write answers: 202 at once, or with `Prefer: wait` its outcome (DESIGN.md §1)."""
+    """What a write answers: 202 at once, or with `Prefer: wait` its outcome (docs/api.md)."""
     outcome = {"X-Consistency-Token": header("ConsistencyToken"), "Preference-Applied": header("PreferenceApplied")}
     applied: dict[str, Any] = {"description": "Applied (with `Prefer: wait`)", "headers": dict(outcome)}
     if resource is not None:  # the resource as it is now, or the command's own record if it is gone since
