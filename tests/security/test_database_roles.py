@@ -1,9 +1,12 @@
 """The database roles of scripts/db-roles.sql: the gateway cannot write, the worker only DML."""
 
+import uuid
+
 import asyncpg
 import pytest
 
 from tests import settings as test_settings
+from tests.support.processes import ensure_database_roles
 
 WRITES = {
     "INSERT": """INSERT INTO "user" (email, hashed_password, full_name) VALUES ('x@example.org', 'h', 'x')""",
@@ -52,3 +55,35 @@ async def test_the_running_worker_and_gateway_use_those_roles(stack: object, pri
     }
     assert {"opengovfood_worker", "opengovfood_gateway"} <= users
     assert "postgres" not in users
+
+
+@pytest.mark.parametrize("creator", ["opengovfood_owner", "postgres"])
+async def test_default_privileges_cover_tables_a_later_migration_creates(
+    database: str, primary: asyncpg.Connection, creator: str
+) -> None:
+    """A table and a sequence created after db-roles.sql ran, as a migration would (as the owner role,
+    or as postgres): the worker may change its rows and draw from the sequence, the gateway only reads."""
+    ensure_database_roles()
+    table, sequence = f"later_{uuid.uuid4().hex[:12]}", f"later_seq_{uuid.uuid4().hex[:12]}"
+    async with primary.transaction():
+        await primary.execute(f"SET LOCAL ROLE {creator}")
+        await primary.execute(f"CREATE SEQUENCE {sequence}")
+        await primary.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, note text)")
+    worker = await asyncpg.connect(test_settings.PRIMARY_DSN.replace("postgres@", "opengovfood_worker@"))
+    gateway = await asyncpg.connect(test_settings.GATEWAY_PRIMARY_DSN)
+    try:
+        drawn = await worker.fetchval(f"SELECT nextval('{sequence}')")
+        await worker.execute(f"INSERT INTO {table} VALUES ($1, 'written')", drawn)
+        await worker.execute(f"UPDATE {table} SET note = 'changed' WHERE id = $1", drawn)
+        assert await gateway.fetchval(f"SELECT note FROM {table} WHERE id = $1", drawn) == "changed"
+        await gateway.execute("SET default_transaction_read_only = off")  # past the first guard
+        for statement in (f"INSERT INTO {table} VALUES (0, 'x')", f"UPDATE {table} SET note = 'x'"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await gateway.execute(statement)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await gateway.fetchval(f"SELECT nextval('{sequence}')")
+        assert await worker.execute(f"DELETE FROM {table} WHERE id = $1", drawn) == "DELETE 1"
+    finally:
+        await worker.close()
+        await gateway.close()
+        await primary.execute(f"DROP TABLE IF EXISTS {table}; DROP SEQUENCE IF EXISTS {sequence}")

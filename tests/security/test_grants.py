@@ -1,5 +1,8 @@
-"""Service grants and start-up refusals, without the services: settings and worker/authorization.py."""
+"""Service grants and start-up refusals, without the services: settings and worker/authorization.py,
+and the real worker process refusing to start before it connects to anything."""
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +14,7 @@ from shared.contracts.commands import CommandName, CreateItem, UpdateUser
 from shared.contracts.headers import Actor
 from shared.settings import Settings, get_settings
 from tests import settings as test_settings
+from tests.support.processes import ROOT, Service
 from worker.authorization import may_act_for, may_create_users, may_deactivate
 from worker.envelope import Envelope
 
@@ -37,6 +41,16 @@ def test_production_refuses_the_guest_bus_user_and_a_placeholder_secret() -> Non
         Settings(environment="production", secret_key="changethis", rabbit_url="amqp://gw:pw@rabbit:5672/")
     assert Settings(environment="production", secret_key=SECRET, rabbit_url="amqp://gw:pw@rabbit:5672/")
     assert Settings(environment="development", rabbit_url="amqp://guest:guest@localhost:5672/")
+
+
+def test_the_worker_refuses_to_start_with_a_prefetch_below_its_batch_size() -> None:
+    env = Service({"WORKER_BATCH_SIZE": "50", "WORKER_PREFETCH": "49", "WORKER_METRICS_PORT": "0"}).env
+    refused = subprocess.run(
+        [sys.executable, "-m", "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "WORKER_PREFETCH must be at least WORKER_BATCH_SIZE" in refused.stderr
+    assert Settings(worker_batch_size=50, worker_prefetch=50)  # equal is enough
 
 
 def test_service_grants_are_read_from_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """Small gateway pieces: tokens, Prefer: wait, JWT checks, settings that refuse placeholders."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -8,9 +9,10 @@ from pydantic import ValidationError
 
 from gateway.consistency import parse_token
 from gateway.deps import _PREFER_WAIT
-from gateway.security import Subject, create_access_token, password_stamp, subject_of
+from gateway.security import Passwords, Subject, create_access_token, password_stamp, subject_of
 from shared.settings import Settings
 from tests.support.embedded import HASH
+from tests.support.polling import eventually
 
 
 def test_consistency_tokens_are_lsns() -> None:
@@ -91,3 +93,27 @@ def test_an_item_row_renders_as_item_read_does() -> None:
         assert item_json(row) == ItemRead.model_validate(row).model_dump_json().encode()
         page = {"data": [row._asdict()], "count": 1, "next_cursor": None}  # as gateway/hot.py lists
         assert to_json(page) == ItemsPage.model_validate(page).model_dump_json().encode()
+
+
+async def test_an_unknown_email_costs_a_hash_like_a_known_one() -> None:
+    """Not timed: login verifies an unknown email (no stored hash) against a dummy argon2id hash of our
+    own parameters, through the same MAX_HASHING limiter as a known email's wrong password."""
+    passwords = Passwords(1)
+    stored = await passwords.hash("the right password")
+
+    async def waiting() -> int:
+        return passwords._limiter.statistics().tasks_waiting
+
+    async with passwords._limiter:  # the one hashing slot is taken: both logins must queue for it
+        known = asyncio.create_task(passwords.verify(stored, "a wrong password"))
+        unknown = asyncio.create_task(passwords.verify(None, "a wrong password"))
+        await eventually(waiting, lambda n: n == 2)
+        assert not known.done()
+        assert not unknown.done()
+    assert await known is False
+    assert await unknown is False
+    dummy = passwords._dummy_hash
+    assert dummy is not None
+    assert dummy.startswith("$argon2id$")
+    assert not Passwords.needs_rehash(dummy)  # our parameters, so it costs what a stored hash costs
+    assert await passwords.verify(None, "no-such-user-timing-equaliser") is False  # even the dummy's own password
