@@ -3,9 +3,12 @@
 import uuid
 
 import asyncpg
+import httpx
 import pytest
 
 from tests import settings as test_settings
+from tests.support.api import create_item, sign_up
+from tests.support.polling import eventually
 from tests.support.processes import ensure_database_roles
 
 WRITES = {
@@ -45,15 +48,28 @@ async def test_the_worker_role_may_change_rows_but_not_the_schema(stack: object)
         await worker.close()
 
 
-async def test_the_running_worker_and_gateway_use_those_roles(stack: object, primary: asyncpg.Connection) -> None:
-    users = {
-        row["usename"]
-        for row in await primary.fetch(
-            "SELECT usename FROM pg_stat_activity WHERE datname = $1 AND application_name = 'opengovfood'",
-            test_settings.DATABASE,
-        )
-    }
-    assert {"opengovfood_worker", "opengovfood_gateway"} <= users
+async def test_the_running_worker_and_gateway_use_those_roles(http: httpx.AsyncClient) -> None:
+    """After one write and its read, the sessions the two services hold on the primary and the replica
+    are their roles', and none is the superuser's."""
+    client = await sign_up(http)
+    item = await create_item(http, client)
+    assert (await http.get(f"/api/v1/items/{item.json()['id']}", headers=client.headers)).status_code == 200
+
+    async def sessions() -> set[str]:
+        users: set[str] = set()
+        for dsn in (test_settings.PRIMARY_DSN, test_settings.REPLICA_DSN):
+            conn = await asyncpg.connect(dsn)
+            try:
+                rows = await conn.fetch(
+                    "SELECT usename FROM pg_stat_activity WHERE datname = $1 AND application_name = 'opengovfood'",
+                    test_settings.DATABASE,
+                )
+            finally:
+                await conn.close()
+            users |= {row["usename"] for row in rows}
+        return users
+
+    users = await eventually(sessions, lambda found: {"opengovfood_worker", "opengovfood_gateway"} <= found)
     assert "postgres" not in users
 
 
