@@ -69,8 +69,8 @@ class Worker:
 
     async def shutdown(self) -> None:
         consumers = list(self.consumers.values())
-        for consumer in consumers:
-            await consumer.finish()
+        # Together: the grace is one STOP_GRACE_S for the worker, not one per partition in hand.
+        await asyncio.gather(*(consumer.finish() for consumer in consumers))
         await self.connection.close()  # what was prefetched goes back to the queues, in order
         for consumer in consumers:
             await consumer.stop_consuming()

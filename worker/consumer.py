@@ -22,6 +22,7 @@ from worker.group_commit import GroupCommit
 from worker.metrics import observe_batch, observe_poison
 from worker.outbound import Outbound
 from worker.relay import PartitionRelay
+from worker.transient import is_transient
 
 log = logging.getLogger(__name__)
 IDLE_FLUSH_S = 5.0
@@ -201,7 +202,14 @@ class PartitionConsumer:
 
     async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
         if self.relay.unflushed:  # newly active on this partition: relay what a predecessor committed first
-            await self.relay.flush()
+            try:
+                await self.relay.flush()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                # The database is away: the batch's own retries follow (and WORKER_TRANSIENT_RETRY_LIMIT_S
+                # bounds them); the relay stays unflushed, so its events still go out first, in order.
+                log.warning("partition %d: outbox not relayed before the batch (%r)", self.partition, error)
         envelopes: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
         poison: list[tuple[AbstractIncomingMessage, PoisonMessage]] = []
         for message in batch:
