@@ -85,7 +85,7 @@ async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> lis
     return [row.id for row in result]
 
 
-_ONE_BY_ONE = text(
+_ANSWERING_EACH = text(
     "SELECT new_id, failed_state, failed_message, failed_detail, failed_constraint"
     " FROM opengovfood_insert_items(:titles, :descriptions, :statuses, :owners)"
 ).bindparams(
@@ -96,12 +96,12 @@ _ONE_BY_ONE = text(
 )
 
 
-async def insert_items_one_by_one(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row[Any]]:
-    """Each row in its own subtransaction, in one call (PostgreSQL, migration 0008): per row, its id or
-    why the database refused it (failed_state, failed_message, failed_detail, failed_constraint)."""
+async def insert_items_answering_each(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row[Any]]:
+    """The rows in one call that answers each (PostgreSQL, migration 0010): in order, its id or why the
+    database refused it (failed_state, failed_message, failed_detail, failed_constraint)."""
     columns = {"titles": "title", "descriptions": "description", "statuses": "status", "owners": "owner_id"}
     arrays = {name: [row.get(column) for row in rows] for name, column in columns.items()}
-    return list(await conn.execute(_ONE_BY_ONE, arrays))
+    return list(await conn.execute(_ANSWERING_EACH, arrays))
 
 
 async def update_item(conn: AsyncConnection, item_id: int, values: Mapping[str, Any]) -> None:

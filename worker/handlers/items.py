@@ -20,22 +20,28 @@ NOT_FOUND = "no such item"
 
 
 async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
-    """A run of item.create commands: one owner lookup and one multi-row INSERT for all of them."""
+    """A run of item.create commands: one owner lookup and one statement for all of them.
+
+    On PostgreSQL that statement answers each row, its id or why the database refused it (migration
+    0010), so a refused row is dead-lettered alone and its run still commits. Elsewhere one multi-row
+    INSERT: if it fails, the run is applied again one command at a time (create_items_one_by_one).
+    """
     results, rows = await _accepted(conn, envelopes)
-    ids = iter(await repository.insert_items(conn, rows))
     values = iter(rows)
+    if conn.dialect.name == "postgresql":
+        inserted = iter(await repository.insert_items_answering_each(conn, rows))
+        return [result or _inserted(next(inserted), next(values)) for result in results]
+    ids = iter(await repository.insert_items(conn, rows))
     return [result or applied(OutcomeCode.CREATED, next(ids), next(values)) for result in results]
 
 
 async def create_items_one_by_one(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
-    """The same run once its INSERT failed for good: each row alone (in one round trip on PostgreSQL),
-    so that only the rows the database refuses are dead-lettered."""
-    results, rows = await _accepted(conn, envelopes)
-    if conn.dialect.name != "postgresql":  # SQLite: a savepoint per row
-        return [result or (await _one_alone(conn, envelopes[n])) for n, result in enumerate(results)]
-    inserted = iter(await repository.insert_items_one_by_one(conn, rows))
-    values = iter(rows)
-    return [result or _inserted(next(inserted), next(values)) for result in results]
+    """A run whose INSERT failed for good: each command under a savepoint of its own, so that only
+    those the database refuses are dead-lettered (on PostgreSQL create_items answers each row already)."""
+    if conn.dialect.name == "postgresql":
+        return await create_items(conn, envelopes)
+    results, _ = await _accepted(conn, envelopes)
+    return [result or (await _one_alone(conn, envelopes[n])) for n, result in enumerate(results)]
 
 
 async def _accepted(
