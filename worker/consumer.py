@@ -225,9 +225,12 @@ class PartitionConsumer:
         if applied.unrelayed:  # a commit may have happened unseen: its events go out first, from the outbox
             self.relay.unflushed = True
         outcomes = applied.outcomes
-        for (message, envelope), outcome in zip(envelopes, outcomes, strict=True):
-            if outcome.status == CommandStatus.DEAD_LETTERED:
-                await self.outbound.dead_letter(message, applied.reasons.get(envelope.command_id, outcome.detail or ""))
+        # The batch's dead letters are confirmed together: one wait for the broker, not one per command.
+        await asyncio.gather(*(
+            self.outbound.dead_letter(message, applied.reasons.get(envelope.command_id, outcome.detail or ""))
+            for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)
+            if outcome.status == CommandStatus.DEAD_LETTERED
+        ))  # fmt: skip
         replies = [(m.user_id, e.reply_to, outcome) for (m, e), outcome in zip(envelopes, outcomes, strict=True)]
         for message, refused in poison:
             await self.outbound.dead_letter(message, refused.reason)
