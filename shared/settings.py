@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     worker_batch_bytes: int = Field(default=4 * 2**20, ge=1)  # and at most this much message body
     worker_batch_wait_ms: float = Field(default=2.0, ge=0)
     worker_prefetch: int = Field(default=400, ge=1)
-    worker_inflight_bytes: int = Field(default=256 * 2**20, ge=2**20)  # what all partitions may hold at once
+    worker_inflight_bytes: int = Field(default=2**30, ge=2**20)  # what all partitions may hold at once
     worker_transient_retry_limit_s: float = 600.0  # then a command is dead-lettered
     worker_standby_delay_s: float = 5.0  # then subscribe to the other workers' partitions as standby
     worker_heartbeat_file: str = "/tmp/opengovfood-worker.alive"

@@ -53,7 +53,7 @@ def own_vhost(database: str) -> Iterator[str]:
     ("inflight_bytes", "expected"),
     [
         (10 * MIB, 2),  # 10 MiB ÷ (1.0625 MiB × 4) = 2.35
-        (None, 60),  # the default, 256 MiB ÷ (1.0625 MiB × 4) = 60.2: below the default WORKER_PREFETCH
+        (None, 240),  # the default, 1 GiB ÷ (1.0625 MiB × 4) = 240.9: below the default WORKER_PREFETCH
         (2048 * MIB, 400),  # 481.9: WORKER_PREFETCH (400) is the smaller
     ],
 )
