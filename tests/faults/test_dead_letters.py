@@ -14,19 +14,14 @@ from tests.ops.cli import opengovfood
 from tests.security.helpers import peek_queue
 from tests.support.api import WAIT, Client, sign_up
 from tests.support.bus import command_message, publish
+from tests.support.database import WORKER_ROLE, worker_lacks
 from tests.support.polling import eventually
-
-WORKER_ROLE = "opengovfood_worker"
 
 
 @pytest.fixture
 async def inserts_refused(primary: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """The worker's role loses INSERT on item (a cause only the database sees), restored after."""
-    await primary.execute(f"REVOKE INSERT ON item FROM {WORKER_ROLE}")
-    try:
-        yield primary
-    finally:
-        await primary.execute(f"GRANT INSERT ON item TO {WORKER_ROLE}")
+    async with worker_lacks(primary, "INSERT", "item") as conn:
+        yield conn
 
 
 async def _dead_letter(command_id: str) -> dict[str, Any] | None:

@@ -11,20 +11,15 @@ import pytest
 
 from tests.ops.cli import opengovfood
 from tests.support.api import WAIT, Client, create_item, sign_up
+from tests.support.database import WORKER_ROLE, worker_lacks
 from tests.support.events import tap_events
 from tests.support.polling import eventually
-
-WORKER_ROLE = "opengovfood_worker"
 
 
 @pytest.fixture
 async def updates_refused(primary: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """The worker's role loses UPDATE on item (a cause only the database sees), restored after."""
-    await primary.execute(f"REVOKE UPDATE ON item FROM {WORKER_ROLE}")
-    try:
-        yield primary
-    finally:
-        await primary.execute(f"GRANT UPDATE ON item TO {WORKER_ROLE}")
+    async with worker_lacks(primary, "UPDATE", "item") as conn:
+        yield conn
 
 
 async def _rename(http: httpx.AsyncClient, client: Client, item_id: int, title: str) -> httpx.Response:

@@ -1,6 +1,8 @@
 """Build the test database the way production does: `alembic upgrade head`."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -53,3 +55,16 @@ async def wait_for_replica(deadline_s: float = 30.0) -> None:
         if loop.time() > end:
             raise TimeoutError("the replica did not catch up with the primary")
         await asyncio.sleep(0.05)
+
+
+WORKER_ROLE = "opengovfood_worker"
+
+
+@asynccontextmanager
+async def worker_lacks(primary: asyncpg.Connection, privilege: str, table: str) -> AsyncIterator[asyncpg.Connection]:
+    """The worker's role loses a privilege on a table (a cause only the database sees), given back after."""
+    await primary.execute(f"REVOKE {privilege} ON {table} FROM {WORKER_ROLE}")
+    try:
+        yield primary
+    finally:
+        await primary.execute(f"GRANT {privilege} ON {table} TO {WORKER_ROLE}")
