@@ -14,7 +14,7 @@ from tests.ops.cli import opengovfood
 from tests.security.helpers import peek_queue
 from tests.support.api import WAIT, Client, sign_up
 from tests.support.bus import command_message, publish
-from tests.support.database import WORKER_ROLE, worker_lacks
+from tests.support.database import WORKER_ROLE, items_refusing, worker_lacks
 from tests.support.polling import eventually
 
 
@@ -76,18 +76,8 @@ async def test_a_failure_shows_its_caller_the_rule_broken_not_the_values(
     GET /commands say which rule, the dead-letter header keeps PostgreSQL's whole message."""
     client = await sign_up(http)
     secret = f"secret-{uuid.uuid4().hex}"
-    await primary.execute(
-        f"""CREATE OR REPLACE FUNCTION refuse_secret() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.title = '{secret}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
-        RETURN NEW; END $$"""
-    )
-    await primary.execute(
-        "CREATE TRIGGER refuse_secret BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION refuse_secret()"
-    )
-    try:
+    async with items_refusing(primary, secret):
         answer = await http.post("/api/v1/items", json={"title": secret}, headers={**client.headers, **WAIT})
-    finally:
-        await primary.execute("DROP TRIGGER refuse_secret ON item")
     assert answer.status_code == 503
     command_id = answer.json()["command_id"]
     shown = [answer.text, str(await _command(http, client, command_id))]
@@ -100,15 +90,9 @@ async def test_a_failure_shows_its_caller_the_rule_broken_not_the_values(
 async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
     http: httpx.AsyncClient, primary: asyncpg.Connection
 ) -> None:
-    """On PostgreSQL a run that fails is inserted again row by row in one call: the 99 others apply."""
+    """On PostgreSQL the run goes in one call that answers each row (migration 0010): the 99 others apply."""
     owner = await sign_up(http)
     refused = f"refused-{uuid.uuid4().hex}"
-    await primary.execute(
-        f"""CREATE OR REPLACE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.title = '{refused}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
-        RETURN NEW; END $$"""
-    )
-    await primary.execute("CREATE TRIGGER refuse_one BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION refuse_one()")
     titles = [f"fine {n}" for n in range(100)]
     titles[57] = refused
     messages = [
@@ -118,15 +102,13 @@ async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
         )
         for t in titles
     ]
-    try:
+    async with items_refusing(primary, refused):
         await publish(messages)
         ids = [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
         rows = await eventually(
             lambda: primary.fetch("SELECT command_id, status, detail FROM command WHERE command_id = ANY($1)", ids),
             lambda found: len(found) == 100,
         )
-    finally:
-        await primary.execute("DROP TRIGGER refuse_one ON item")
     statuses = {row["command_id"]: row for row in rows}
     dead = statuses[ids[57]]
     assert dead["status"] == "dead_lettered"

@@ -1,6 +1,7 @@
 """Build the test database the way production does: `alembic upgrade head`."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,3 +69,20 @@ async def worker_lacks(primary: asyncpg.Connection, privilege: str, table: str) 
         yield primary
     finally:
         await primary.execute(f"GRANT {privilege} ON {table} TO {WORKER_ROLE}")
+
+
+@asynccontextmanager
+async def items_refusing(primary: asyncpg.Connection, title: str) -> AsyncIterator[None]:
+    """A trigger refuses any item with this title (a rule only the database knows), dropped after."""
+    name = f"refuse_{uuid.uuid4().hex[:12]}"
+    await primary.execute(
+        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
+        RETURN NEW; END $$"""
+    )
+    await primary.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION {name}()")
+    try:
+        yield
+    finally:
+        await primary.execute(f"DROP TRIGGER {name} ON item")
+        await primary.execute(f"DROP FUNCTION {name}()")
