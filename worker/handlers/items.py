@@ -24,7 +24,8 @@ async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[Creat
 
     On PostgreSQL that statement answers each row, its id or why the database refused it (migration
     0010), so a refused row is dead-lettered alone and its run still commits. Elsewhere one multi-row
-    INSERT: if it fails, the run is applied again one command at a time (create_items_one_by_one).
+    INSERT. A statement that fails for good (on PostgreSQL, only with an error its call does not
+    catch) sends the run to create_items_one_by_one.
     """
     results, rows = await _accepted(conn, envelopes)
     values = iter(rows)
@@ -36,10 +37,9 @@ async def create_items(conn: AsyncConnection, envelopes: Sequence[Envelope[Creat
 
 
 async def create_items_one_by_one(conn: AsyncConnection, envelopes: Sequence[Envelope[CreateItem]]) -> list[Result]:
-    """A run whose INSERT failed for good: each command under a savepoint of its own, so that only
-    those the database refuses are dead-lettered (on PostgreSQL create_items answers each row already)."""
-    if conn.dialect.name == "postgresql":
-        return await create_items(conn, envelopes)
+    """A run whose statement failed for good: each command under a savepoint of its own, so that only
+    the failing ones are dead-lettered (on PostgreSQL create_items already answers each refused row;
+    this is for what its call does not catch)."""
     results, _ = await _accepted(conn, envelopes)
     return [result or (await _one_alone(conn, envelopes[n])) for n, result in enumerate(results)]
 
