@@ -11,14 +11,14 @@ from shared.db import create_engine
 from shared.publishing import Publisher
 from shared.settings import Settings, get_settings
 from shared.topology import declare_topology, partitions_of_worker
-from worker.apply import Applier
 from worker.connection import ConsumerConnection
 from worker.consumer import PartitionConsumer
-from worker.group_commit import GroupCommit
 from worker.heartbeat import Heartbeat
 from worker.metrics import start_metrics_server
 from worker.outbound import Outbound
+from worker.pipeline import Pipeline
 from worker.relay import PartitionRelay
+from worker.unit_of_work import UnitOfWork
 
 log = logging.getLogger("worker")
 
@@ -33,7 +33,7 @@ class Worker:
         self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
         self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
         self.engine = create_engine(settings.database_url, settings)
-        applier = GroupCommit(Applier(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s))
+        unit_of_work = UnitOfWork(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s)
         outbound = Outbound(self.publisher, settings.gateway_bus_user)
         self.partitions = partitions_of_worker(
             settings.command_partitions, settings.worker_index, settings.worker_count
@@ -41,7 +41,10 @@ class Worker:
         self.standby = [p for p in range(settings.command_partitions) if p not in self.partitions]
         self.consumers = {
             p: self.consumer_class(
-                self.connection, p, settings, applier, outbound, PartitionRelay(p, self.engine, outbound)
+                self.connection,
+                p,
+                settings,
+                Pipeline(p, settings, unit_of_work, outbound, PartitionRelay(p, self.engine, outbound)),
             )
             for p in range(settings.command_partitions)
         }

@@ -1,28 +1,18 @@
-"""One consumer per partition queue: pull in delivery order, apply in batches, ack after commit."""
+"""The transport: one consumer per partition queue, pulling in delivery order, cutting batches,
+handing each to the pipeline (worker/pipeline.py) and acknowledging it once that returns."""
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
 
-from shared import tracing
 from shared.contracts.imports import MAX_COMMAND_BYTES
-from shared.contracts.outcomes import Outcome
-from shared.models import CommandStatus
 from shared.settings import Settings
 from shared.topology import partition_queue_name
-from worker.apply import poison_row
 from worker.connection import ConsumerConnection
-from worker.decode import decode
-from worker.envelope import Envelope, PoisonMessage
-from worker.group_commit import GroupCommit
-from worker.metrics import observe_batch, observe_poison
-from worker.outbound import Outbound
-from worker.relay import PartitionRelay
-from worker.transient import is_transient
+from worker.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 IDLE_FLUSH_S = 5.0
@@ -53,17 +43,14 @@ class PartitionConsumer:
         connection: ConsumerConnection,
         partition: int,
         settings: Settings,
-        applier: GroupCommit,
-        outbound: Outbound,
-        relay: PartitionRelay,
+        pipeline: Pipeline,
     ) -> None:
         self.connection = connection
         self.partition = partition
-        self.relay = relay
+        self.pipeline = pipeline
+        self.relay = pipeline.relay
         self._active = False
         self.settings = settings
-        self.applier = applier
-        self.outbound = outbound
         self._buffer: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._arrived = asyncio.Event()
         self._stopping = False
@@ -180,75 +167,13 @@ class PartitionConsumer:
             delay = 0.1
             while live := [message for message in batch if not _channel_closed(message)]:
                 try:
-                    await self._handle(live)
+                    await self.pipeline.handle(live)
+                    await self._acknowledge(live)  # committed, answered: the events are safe in the outbox
                     break
                 except Exception:  # e.g. the broker refused a dead letter: try again, never skip
                     log.exception("partition %d: batch not finished; retrying", self.partition)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-
-    def _decode(self, message: AbstractIncomingMessage) -> Envelope[Any]:
-        return decode(
-            routing_key=message.routing_key or "",
-            message_id=message.message_id,
-            headers=dict(message.headers or {}),
-            body=message.body,
-            bus_user=message.user_id,
-            reply_to=message.reply_to,
-            gateway_bus_user=self.settings.gateway_bus_user,
-            grants=self.settings.service_grants,
-            partition=self.partition,
-        )
-
-    async def _handle(self, batch: list[AbstractIncomingMessage]) -> None:
-        if self.relay.unflushed:  # newly active on this partition: relay what a predecessor committed first
-            try:
-                await self.relay.flush()
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                # The database is away: the batch's own retries follow (and WORKER_TRANSIENT_RETRY_LIMIT_S
-                # bounds them); the relay stays unflushed, so its events still go out first, in order.
-                log.warning("partition %d: outbox not relayed before the batch (%r)", self.partition, error)
-        envelopes: list[tuple[AbstractIncomingMessage, Envelope[Any]]] = []
-        poison: list[tuple[AbstractIncomingMessage, PoisonMessage]] = []
-        for message in batch:
-            tracing.received(message, self.partition)  # a span in the publisher's trace, when tracing is on
-            try:
-                envelopes.append((message, self._decode(message)))
-            except PoisonMessage as error:
-                poison.append((message, error))
-        relayed = self.relay.take_relayed()  # the relay may publish more while we apply
-        applied = await self.applier.apply([envelope for _, envelope in envelopes], relayed)
-        if not applied.marked:
-            self.relay.give_back(relayed)
-        if applied.unrelayed:  # a commit may have happened unseen: its events go out first, from the outbox
-            self.relay.unflushed = True
-        outcomes = applied.outcomes
-        # The batch's dead letters are confirmed together: one wait for the broker, not one per command.
-        await asyncio.gather(*(
-            self.outbound.dead_letter(message, applied.reasons.get(envelope.command_id, outcome.detail or ""))
-            for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)
-            if outcome.status == CommandStatus.DEAD_LETTERED
-        ))  # fmt: skip
-        replies = [(m.user_id, e.reply_to, outcome) for (m, e), outcome in zip(envelopes, outcomes, strict=True)]
-        for message, refused in poison:
-            await self.outbound.dead_letter(message, refused.reason)
-            observe_poison(message, refused.reason)
-            if refused.command_id is not None:
-                replies.append((message.user_id, message.reply_to, await self._record_poison(message, refused)))
-        await self.outbound.reply_all(replies)
-        await self._acknowledge(batch)  # committed: the events are safe in the outbox
-        self.relay.after_commit(applied.events)
-        observe_batch(
-            [(message, envelope, outcome) for (message, envelope), outcome in zip(envelopes, outcomes, strict=True)]
-        )
-
-    async def _record_poison(self, message: AbstractIncomingMessage, refused: PoisonMessage) -> Outcome:
-        """The command's outcome says why it can never be applied (a publisher polls or gets it on reply_to)."""
-        assert refused.command_id is not None
-        actor = str(refused.actor) if refused.actor else f"service:{message.user_id or 'unknown'}"
-        return await self.applier.record(poison_row(refused.command_id, refused.name, actor, refused.reason))
 
     async def _acknowledge(self, batch: list[AbstractIncomingMessage]) -> None:
         """After the commit: one ack for the whole batch."""

@@ -96,12 +96,12 @@ async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
         )
 
 
-async def unpublished(conn: AsyncConnection, partition: int) -> list[OutboxRow]:
-    """Everything of this partition not yet marked published, in commit order."""
+async def unpublished(conn: AsyncConnection, partition: int, after_id: int = 0, limit: int = 500) -> list[OutboxRow]:
+    """The next `limit` rows of this partition not yet marked published, after `after_id`, in commit order."""
     query = select(OutboxEvent.id, OutboxEvent.name, OutboxEvent.command_id, OutboxEvent.payload).where(
-        OutboxEvent.partition == partition, OutboxEvent.published_at.is_(None)
+        OutboxEvent.partition == partition, OutboxEvent.published_at.is_(None), OutboxEvent.id > after_id
     )
-    rows = await conn.execute(query.order_by(OutboxEvent.id))
+    rows = await conn.execute(query.order_by(OutboxEvent.id).limit(limit))
     return [
         OutboxRow(r.id, r.name, r.command_id, r.payload["event_id"], r.payload.get("request_id"), _encoded(r.payload))
         for r in rows

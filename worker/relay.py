@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 class PartitionRelay:
     """The outbox relay of one partition (one per partition consumer)."""
 
-    def __init__(self, partition: int, engine: AsyncEngine, outbound: Outbound) -> None:
+    def __init__(self, partition: int, engine: AsyncEngine, outbound: Outbound, page_size: int = 500) -> None:
         self.partition = partition
+        self.page_size = page_size
         self.engine = engine
         self.outbound = outbound
         self.unflushed = True  # the outbox may hold events of this partition that were never published
@@ -45,12 +46,19 @@ class PartitionRelay:
             self._relaying = asyncio.create_task(self._relay_after(self._relaying, events))
 
     async def flush(self) -> None:
-        """Publish everything of this partition still unpublished in the outbox, after what is going out."""
+        """Publish everything of this partition still unpublished in the outbox, after what is going out,
+        a page at a time: each page is confirmed and marked before the next, so a backlog of any size
+        drains, in order, and a failure keeps only what was not yet confirmed."""
         await self.settled()
-        async with self.engine.connect() as conn:
-            rows = await outbox.unpublished(conn, self.partition)
-        await self.outbound.events(rows)
-        await self._mark([row.id for row in rows])
+        last = 0
+        while True:
+            async with self.engine.connect() as conn:
+                rows = await outbox.unpublished(conn, self.partition, after_id=last, limit=self.page_size)
+            if not rows:
+                break
+            await self.outbound.events(rows)
+            await self._mark([row.id for row in rows])
+            last = rows[-1].id
         self.unflushed = False
 
     async def mark_relayed(self) -> None:

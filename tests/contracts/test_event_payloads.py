@@ -23,7 +23,7 @@ from shared.contracts.headers import Actor
 from shared.contracts.imports import ImportChunk, ImportRow
 from shared.settings import ServiceGrant
 from tests.support.embedded import HASH, envelope
-from worker.apply import apply_once
+from worker.unit_of_work import UnitOfWork
 
 DEACTIVATOR = ServiceGrant(commands=frozenset({"user.update"}), owners="*", may_deactivate=True)
 
@@ -33,7 +33,7 @@ async def _apply(engine: AsyncEngine, name: CommandName, body: CommandBody, acto
     command = envelope(name, body, actor)
     if actor.kind == "service":
         command = dataclasses.replace(command, grant=DEACTIVATOR, request_id="req-1")
-    applied = await apply_once(engine, [command])
+    applied = await UnitOfWork(engine).apply([command])
     assert [o.status for o in applied.outcomes] == ["applied"], applied.outcomes
     return [json.loads(event.body) for event in applied.events]
 

@@ -11,13 +11,13 @@ from shared.contracts.headers import Actor
 from shared.contracts.imports import ImportChunk, ImportRow
 from shared.models import Command, ImportJob, Item
 from tests.support.embedded import HASH, envelope
-from worker.apply import apply_once
 from worker.handlers.imports import DUPLICATE
+from worker.unit_of_work import UnitOfWork
 
 
 async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: AsyncEngine) -> None:
     signup = CreateUser(email="i@m.io", hashed_password=HASH, full_name="I")
-    [user] = (await apply_once(sqlite, [envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
+    [user] = (await UnitOfWork(sqlite).apply([envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
     owner = user.resource_id
     assert owner is not None
     import_id = uuid.uuid4()
@@ -27,7 +27,7 @@ async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: 
         ImportChunk(import_id=import_id, seq=seq, total=2, owner_id=owner, rows=rows)
         for seq, rows in enumerate((first, second))
     ]
-    applied = await apply_once(sqlite, [envelope(CommandName.ITEM_IMPORT, c, Actor.user(owner)) for c in chunks])
+    applied = await UnitOfWork(sqlite).apply([envelope(CommandName.ITEM_IMPORT, c, Actor.user(owner)) for c in chunks])
     outcomes = applied.outcomes
     assert [o.status for o in outcomes] == ["applied", "applied"]
 
@@ -55,13 +55,13 @@ async def test_chunks_apply_valid_rows_and_count_into_one_job_on_sqlite(sqlite: 
 
 async def test_a_chunk_republished_with_a_new_message_id_has_one_effect_on_sqlite(sqlite: AsyncEngine) -> None:
     signup = CreateUser(email="r@m.io", hashed_password=HASH, full_name="R")
-    [user] = (await apply_once(sqlite, [envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
+    [user] = (await UnitOfWork(sqlite).apply([envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
     owner = user.resource_id
     assert owner is not None
     chunk = ImportChunk(import_id=uuid.uuid4(), seq=0, total=2, owner_id=owner, rows=[ImportRow(row=1, title="t")])
     twice = [envelope(CommandName.ITEM_IMPORT, chunk, Actor.user(owner)) for _ in range(2)]  # two message ids
-    first = (await apply_once(sqlite, twice[:1])).outcomes
-    repeated = await apply_once(sqlite, twice[1:])
+    first = (await UnitOfWork(sqlite).apply(twice[:1])).outcomes
+    repeated = await UnitOfWork(sqlite).apply(twice[1:])
     again = repeated.outcomes
     assert repeated.events == []  # it created nothing: nothing to announce
     assert [(o.status, o.code, o.detail) for o in first] == [("applied", "created", None)]

@@ -17,7 +17,7 @@ from tests import settings as test_settings
 from tests.support.api import sign_up
 from tests.support.embedded import envelope
 from worker import repository
-from worker.apply import Applier, apply_once
+from worker.unit_of_work import UnitOfWork
 
 
 @pytest.fixture
@@ -40,12 +40,12 @@ async def test_the_consumer_that_loses_the_race_answers_the_winners_outcome(
         nonlocal lookups
         lookups += 1
         if lookups == 1:
-            await apply_once(engine, [command])  # the other consumer commits now
+            await UnitOfWork(engine).apply([command])  # the other consumer commits now
             return {}
         return await looked_up(conn, ids)
 
     monkeypatch.setattr(repository, "find_outcomes", before_the_winner_committed)
-    [outcome] = (await Applier(engine).apply([command])).outcomes
+    [outcome] = (await UnitOfWork(engine).apply([command])).outcomes
     monkeypatch.undo()
     async with engine.connect() as conn:
         [winner] = (await repository.find_outcomes(conn, [command.command_id])).values()
@@ -58,6 +58,6 @@ async def test_recording_a_dead_letter_never_replaces_an_applied_outcome(
 ) -> None:
     owner = await sign_up(http)
     command = envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=owner.id, title="kept"), Actor.user(owner.id))
-    [applied] = (await apply_once(engine, [command])).outcomes
-    answered = await Applier(engine).dead_letter(command, "the database was unavailable", "OSError")
+    [applied] = (await UnitOfWork(engine).apply([command])).outcomes
+    answered = await UnitOfWork(engine).dead_letter(command, "the database was unavailable", "OSError")
     assert (answered.status, answered.resource_id) == ("applied", applied.resource_id)

@@ -1,5 +1,5 @@
 """Group commit across partitions: batches handed over together share one transaction, and each
-gets back exactly its own outcomes and events (the worker's real Applier on SQLite)."""
+gets back exactly its own outcomes and events (the worker's real unit of work on SQLite)."""
 
 import asyncio
 from collections.abc import Sequence
@@ -11,26 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.contracts.commands import CommandName, CreateItem, CreateUser
 from shared.contracts.headers import Actor
 from tests.support.embedded import HASH, envelope
-from worker.apply import Applied, Applier, apply_once
 from worker.envelope import Envelope
-from worker.group_commit import GroupCommit
+from worker.unit_of_work import UnitOfWork
 
 
-class CountingApplier(Applier):
+class CountingUnitOfWork(UnitOfWork):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine)
         self.transactions: list[int] = []
 
-    async def apply(self, envelopes: Sequence[Envelope[Any]], relayed: Sequence[int] = ()) -> Applied:
+    async def _attempt(self, envelopes: Sequence[Envelope[Any]], *args: Any) -> Any:
         self.transactions.append(len(envelopes))
-        return await super().apply(envelopes, relayed)
+        return await super()._attempt(envelopes, *args)
 
 
 async def _owner(sqlite: AsyncEngine, email: str) -> int:
     signup = envelope(
         CommandName.USER_CREATE, CreateUser(email=email, hashed_password=HASH, full_name="O"), Actor.anonymous()
     )
-    [created] = (await apply_once(sqlite, [signup])).outcomes
+    [created] = (await UnitOfWork(sqlite).apply([signup])).outcomes
     assert created.resource_id is not None
     return created.resource_id
 
@@ -46,8 +45,7 @@ def _creates(owner: int, partition: int, count: int) -> list[Envelope[Any]]:
 
 
 async def test_batches_ready_together_share_a_transaction_and_get_their_own_results(sqlite: AsyncEngine) -> None:
-    applier = CountingApplier(sqlite)
-    group = GroupCommit(applier)
+    applier = group = CountingUnitOfWork(sqlite)
     owners = [await _owner(sqlite, f"o{n}@example.org") for n in range(3)]
     batches = [_creates(owner, partition, 2 + partition) for partition, owner in enumerate(owners)]
     results = await asyncio.gather(*(group.apply(batch) for batch in batches))
@@ -59,8 +57,7 @@ async def test_batches_ready_together_share_a_transaction_and_get_their_own_resu
 
 
 async def test_a_batch_handed_over_during_a_commit_goes_in_the_next_one(sqlite: AsyncEngine) -> None:
-    applier = CountingApplier(sqlite)
-    group = GroupCommit(applier)
+    applier = group = CountingUnitOfWork(sqlite)
     owner = await _owner(sqlite, "later@example.org")
     first = asyncio.ensure_future(group.apply(_creates(owner, 0, 3)))
     for _ in range(1_000):  # until the first group's transaction has started (event-loop turns, no sleep)

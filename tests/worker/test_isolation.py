@@ -1,5 +1,5 @@
 """A command the database refuses for good is dead-lettered alone: its batch-mates commit together,
-and its caller reads words, not the database's message (the worker's real Applier, on SQLite)."""
+and its caller reads words, not the database's message (the worker's real unit of work, on SQLite)."""
 
 import uuid
 from typing import Any
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.contracts.commands import CommandName, CreateItem, CreateUser, UpdateItem
 from shared.contracts.headers import Actor
 from tests.support.embedded import HASH, envelope
-from worker.apply import Applier, apply_once
+from worker.unit_of_work import UnitOfWork
 
 REFUSED = "refused by a trigger"
 
@@ -29,7 +29,9 @@ async def _refuse_titles(engine: AsyncEngine, title: str) -> None:
 
 async def _owner(engine: AsyncEngine) -> int:
     signup = CreateUser(email=f"{uuid.uuid4().hex[:8]}@example.org", hashed_password=HASH, full_name="O")
-    [created] = (await apply_once(engine, [envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])).outcomes
+    [created] = (
+        await UnitOfWork(engine).apply([envelope(CommandName.USER_CREATE, signup, Actor.anonymous())])
+    ).outcomes
     assert created.resource_id is not None
     return created.resource_id
 
@@ -53,7 +55,7 @@ async def test_one_refused_create_among_100_is_dead_lettered_alone_in_one_transa
     titles[42] = bad
     batch = [envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=owner, title=t), Actor.user(owner)) for t in titles]
     begun = _transactions(sqlite)
-    applied = await Applier(sqlite).apply(batch)
+    applied = await UnitOfWork(sqlite).apply(batch)
     assert len(begun) == 1  # the batch-mates were not pushed into a transaction each
     statuses = [outcome.status for outcome in applied.outcomes]
     assert statuses.count("applied") == 99
@@ -69,7 +71,9 @@ async def test_a_refused_single_command_is_isolated_in_a_second_attempt(sqlite: 
     owner = await _owner(sqlite)
     actor = Actor.user(owner)
     [created] = (
-        await apply_once(sqlite, [envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=owner, title="t"), actor)])
+        await UnitOfWork(sqlite).apply(
+            [envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=owner, title="t"), actor)]
+        )
     ).outcomes
     assert created.resource_id is not None
     await _refuse_titles(sqlite, "never")
@@ -77,7 +81,7 @@ async def test_a_refused_single_command_is_isolated_in_a_second_attempt(sqlite: 
     refused = envelope(CommandName.ITEM_UPDATE, UpdateItem(item_id=created.resource_id, title="never"), actor)
     after = envelope(CommandName.ITEM_UPDATE, UpdateItem(item_id=created.resource_id, title="after"), actor)
     begun = _transactions(sqlite)
-    applied = await Applier(sqlite).apply([before, refused, after])
+    applied = await UnitOfWork(sqlite).apply([before, refused, after])
     assert len(begun) == 2  # the attempt that met the failure, then one with that command isolated
     assert [o.status for o in applied.outcomes] == ["applied", "dead_lettered", "applied"]
     async with sqlite.connect() as conn:

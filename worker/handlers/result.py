@@ -37,3 +37,8 @@ def rejected(code: OutcomeCode, detail: str, resource_id: int | None = None) -> 
 def audit_changes(values: dict[str, Any]) -> dict[str, Any]:
     """What changed, for the audit log: secrets are named, never stored."""
     return {key: ("<changed>" if key == "hashed_password" else value) for key, value in values.items()}
+
+
+def dead_lettered(detail: str, reason: str | None = None) -> Result:
+    """It cannot be applied: `detail` for the caller, `reason` (the whole error) for operators."""
+    return Result(CommandStatus.DEAD_LETTERED, OutcomeCode.DEAD_LETTERED, detail=detail, reason=reason)
