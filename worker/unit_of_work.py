@@ -245,7 +245,7 @@ class UnitOfWork:
     async def record(self, row: dict[str, Any]) -> Outcome:
         """Record an outcome decided without applying anything, in a transaction of its own; an outcome
         recorded before wins (unless it was a dead letter too)."""
-        return outcome_of(row["command_id"], await self._record_alone(row))
+        return outcome_of(row["command_id"], await self._record_alone(row, best_effort=False))
 
     async def dead_letter(self, envelope: Envelope[Any], detail: str, reason: str) -> Outcome:
         """Record that this command could not be applied, unless another consumer applied it meanwhile."""
@@ -335,14 +335,17 @@ class UnitOfWork:
         recorded = _Recorded({}, unmarked=True)
         for envelope in first_occurrences(envelopes):
             log.error("command %s (%s) dead-lettered: %s", envelope.command_id, envelope.name, reason)
-            row = await self._record_alone(inbox_row(envelope, dead_lettered(caller)))
+            row = await self._record_alone(inbox_row(envelope, dead_lettered(caller)), best_effort=True)
             recorded.rows[envelope.command_id] = row
             if row.status == CommandStatus.DEAD_LETTERED:
                 recorded.reasons[envelope.command_id] = reason
         return recorded
 
-    async def _record_alone(self, row: dict[str, Any]) -> Any:
-        """The inbox row now standing for this command: an earlier outcome wins over a dead letter."""
+    async def _record_alone(self, row: dict[str, Any], *, best_effort: bool) -> Any:
+        """The inbox row now standing for this command: an earlier outcome wins over a dead letter.
+
+        A transient failure raises (the batch is handled again: nothing is acknowledged without its
+        outcome), unless `best_effort`: the retry limit has passed and the dead-letter queue keeps it."""
         try:
             async with self.engine.begin() as conn:
                 existing = await repository.find_outcomes(conn, [row["command_id"]])
@@ -351,7 +354,9 @@ class UnitOfWork:
                     return prior
                 if prior is None:
                     await repository.insert_outcomes(conn, [row])
-        except Exception:
+        except Exception as error:
+            if is_transient(error) and not best_effort:
+                raise
             log.exception("could not record the outcome of %s", row["command_id"])
         return SimpleNamespace(**row)
 

@@ -1,0 +1,107 @@
+"""A reference model of the worker: commands applied one at a time, in the order the worker's
+committed transactions saw them. The generated histories (tests/worker/test_histories.py) compare
+the real worker with it.
+
+It knows what the worker promises, nothing of how: the inbox answers a command id seen before
+(another body under that id is refused), a dead letter seen in an earlier transaction is applied
+anew, copies within one transaction are answered alike, the first command with an Idempotency-Key
+takes it, and the rules of each command.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.contracts.commands import CommandName
+from worker.envelope import Envelope
+
+Answer = tuple[str, str]  # (status, code)
+DEAD_LETTERED: Answer = ("dead_lettered", "dead_lettered")
+KEY_REUSED: Answer = ("rejected", "idempotency_key_reused")
+NOT_FOUND: Answer = ("rejected", "not_found")
+STALE_ETAG = '"stale"'
+
+
+@dataclass
+class _Recorded:
+    answer: Answer
+    fingerprint: str | None
+    key: tuple[uuid.UUID, str] | None  # the Idempotency-Key this command holds
+
+
+@dataclass
+class WorkerModel:
+    users: dict[int, str]  # user id -> full_name
+    items: dict[int, tuple[int, str]]  # item id -> (owner, title), for items that existed before the history
+    refused_title: str  # a title the database refuses (a trigger), while `refusing`
+    refusing: bool = True
+    created: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)  # create command -> (owner, title)
+    inbox: dict[uuid.UUID, _Recorded] = field(default_factory=dict)
+    keys: dict[tuple[uuid.UUID, str], uuid.UUID] = field(default_factory=dict)
+    events: list[tuple[int, uuid.UUID]] = field(default_factory=list)  # (owner, command id), in commit order
+
+    def transaction(self, envelopes: list[Envelope[Any]]) -> list[Answer]:
+        """One committed transaction of the worker, with these deliveries in this order: each one's answer."""
+        seen_now: set[uuid.UUID] = set()
+        for envelope in envelopes:  # dead letters of earlier transactions are applied anew: their keys are free
+            prior = self.inbox.get(envelope.command_id)
+            if prior is not None and prior.answer == DEAD_LETTERED:
+                del self.inbox[envelope.command_id]
+                if prior.key is not None:
+                    self.keys.pop(prior.key, None)
+        answers = []
+        for envelope in envelopes:
+            recorded = self.inbox.get(envelope.command_id)
+            if recorded is None and envelope.command_id not in seen_now:
+                recorded = self._apply(envelope)
+                self.inbox[envelope.command_id] = recorded
+            seen_now.add(envelope.command_id)
+            assert recorded is not None
+            different = envelope.fingerprint and recorded.fingerprint and envelope.fingerprint != recorded.fingerprint
+            answers.append(KEY_REUSED if different else recorded.answer)
+        return answers
+
+    def poison(self, command_id: uuid.UUID) -> None:
+        """A message that can never be applied, naming a command id never seen before."""
+        self.inbox.setdefault(command_id, _Recorded(DEAD_LETTERED, None, None))
+
+    def _apply(self, envelope: Envelope[Any]) -> _Recorded:
+        key = (envelope.idempotency_key, str(envelope.actor)) if envelope.idempotency_key else None
+        if key is not None and self.keys.setdefault(key, envelope.command_id) != envelope.command_id:
+            return _Recorded(KEY_REUSED, envelope.fingerprint, None)
+        answer, owner = self._rules(envelope)
+        if answer[0] == "applied":
+            self.events.append((owner, envelope.command_id))
+        return _Recorded(answer, envelope.fingerprint, key)
+
+    def _rules(self, envelope: Envelope[Any]) -> tuple[Answer, int]:
+        body, actor = envelope.body, envelope.actor.user_id
+        if envelope.name == CommandName.ITEM_CREATE:
+            if body.owner_id not in self.users or actor != body.owner_id:
+                return NOT_FOUND, 0
+            if self.refusing and body.title == self.refused_title:
+                return DEAD_LETTERED, 0
+            self.created[envelope.command_id] = (body.owner_id, body.title)
+            return ("applied", "created"), body.owner_id
+        if envelope.name in (CommandName.ITEM_UPDATE, CommandName.ITEM_DELETE):
+            item = self.items.get(body.item_id)
+            if item is None or item[0] != actor:
+                return NOT_FOUND, 0
+            if body.if_match == STALE_ETAG:
+                return ("rejected", "precondition_failed"), 0
+            if envelope.name == CommandName.ITEM_DELETE:
+                del self.items[body.item_id]
+                return ("applied", "deleted"), item[0]
+            if self.refusing and body.title == self.refused_title:
+                return DEAD_LETTERED, 0
+            self.items[body.item_id] = (item[0], body.title)
+            return ("applied", "updated"), item[0]
+        if body.user_id not in self.users or actor != body.user_id:
+            return NOT_FOUND, 0
+        if envelope.name == CommandName.USER_UPDATE:
+            self.users[body.user_id] = body.full_name
+            return ("applied", "updated"), body.user_id
+        del self.users[body.user_id]  # user.delete: their items go with them
+        self.items = {item_id: item for item_id, item in self.items.items() if item[0] != body.user_id}
+        self.created = {command: item for command, item in self.created.items() if item[0] != body.user_id}
+        return ("applied", "deleted"), body.user_id
