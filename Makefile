@@ -10,7 +10,7 @@ COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version
 NODE_TOOLS := tools/asyncapi
 NODE_STAMP := $(NODE_TOOLS)/node_modules/.package-lock.json
 
-.PHONY: help install lock services run test test-fast lint typecheck clean docs bench
+.PHONY: help install lock services run test test-fast soak lint typecheck clean docs bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8
 
 test: install services  ## Run the whole test suite against the real services
 	$(PY) -m pytest
+
+soak: install services  ## Longer runs than make test: HISTORIES (default 1000) generated worker histories per database
+	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \
+	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed $(PY) -m pytest tests/worker/test_histories.py
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,7 @@ from shared.contracts.headers import Actor
 from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
 from shared.logging import HEADER_REQUEST_ID
+from shared.models.command import ACTOR_LENGTH
 from shared.settings import ServiceGrant
 from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY, HEADER_SCHEMA_VERSION
 from worker.catalogue import CATALOGUE
@@ -43,7 +44,10 @@ def _idempotency_key(headers: dict[str, Any]) -> uuid.UUID | None:
 
 def _actor(headers: dict[str, Any], bus_user: str | None, gateway_bus_user: str) -> Actor:
     if bus_user != gateway_bus_user:
-        return Actor("service", service=bus_user or "unknown")
+        service = Actor("service", service=bus_user or "unknown")
+        if len(str(service)) > ACTOR_LENGTH:  # its outcome could not name it: the inbox's actor column
+            raise PoisonMessage(f"the publisher's bus user name is longer than {ACTOR_LENGTH - 8} characters")
+        return service
     try:
         return Actor.parse(str(headers.get(HEADER_ACTOR, "")))
     except ValueError as error:

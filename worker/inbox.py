@@ -6,6 +6,7 @@ from typing import Any
 
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
+from shared.models.command import ACTOR_LENGTH
 from worker.envelope import Envelope
 from worker.handlers.imports import import_progress
 from worker.handlers.result import Result, rejected
@@ -40,7 +41,7 @@ def poison_row(command_id: uuid.UUID, name: str, actor: str, reason: str) -> dic
         "code": OutcomeCode.DEAD_LETTERED.value,
         "detail": reason[:1000],
         "resource_id": None,
-        "actor": actor[:80],
+        "actor": actor[:ACTOR_LENGTH],
         "fingerprint": None,
         "idempotency_key": None,
         "changes": None,

@@ -126,10 +126,11 @@ class _Attempt:
         self.recorded.rows = {command_id: row for command_id, row in found.items() if command_id not in retried}
         new = [e for e in distinct if e.command_id not in self.recorded.rows]
         await self._find_used_keys(new)
-        for run in runs(new, self.suspects):
-            if self.careful:
-                await self._alone_with_records(run[0])
-            else:
+        if self.careful:
+            for envelope in new:
+                await self._alone_with_records(envelope)
+        else:
+            for run in runs(new, self.suspects):
                 self._note(run, await self._run(CATALOGUE[run[0].name], run))
         await self._write_noted()
         return self.recorded

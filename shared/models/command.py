@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base
 
+ACTOR_LENGTH = 80  # "user:<id>", "anonymous" or "service:<bus user>"
+
 
 class CommandStatus(StrEnum):
     PENDING = "pending"  # never stored: what the API answers while no row exists
@@ -27,7 +29,7 @@ class Command(Base):
     code: Mapped[str] = mapped_column(String(40), nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
     resource_id: Mapped[int | None] = mapped_column(Integer)
-    actor: Mapped[str] = mapped_column(String(80), nullable=False)
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH), nullable=False)
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # keyed id of (caller, Idempotency-Key)
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -59,3 +59,10 @@ def test_a_password_must_travel_as_an_argon2id_hash() -> None:
     body = json.dumps({"email": "a@b.io", "hashed_password": "plaintext-password-123", "full_name": "A"})
     with pytest.raises(PoisonMessage, match="argon2id"):
         _decode(routing_key="user.create", body=body.encode(), headers={"x-actor": "anonymous"})
+
+
+def test_a_service_whose_name_the_inbox_cannot_hold_is_refused_with_the_reason() -> None:
+    with pytest.raises(PoisonMessage, match="bus user name is longer than 72 characters") as refused:
+        _decode(bus_user="s" * 73)
+    assert refused.value.command_id is not None  # its outcome is recorded, the actor cut to the column
+    assert str(_decode(bus_user="s" * 72).actor) == "service:" + "s" * 72
