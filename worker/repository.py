@@ -97,8 +97,8 @@ _ANSWERING_EACH = text(
 
 
 async def insert_items_answering_each(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row[Any]]:
-    """The rows in one call that answers each (PostgreSQL, migration 0010): in order, its id or why the
-    database refused it (failed_state, failed_message, failed_detail, failed_constraint)."""
+    """The rows in one call that answers each (PostgreSQL, migrations 0010 and 0011): in order, its id if
+    the row was stored, else why not (failed_state, failed_message, failed_detail, failed_constraint)."""
     columns = {"titles": "title", "descriptions": "description", "statuses": "status", "owners": "owner_id"}
     arrays = {name: [row.get(column) for row in rows] for name, column in columns.items()}
     return list(await conn.execute(_ANSWERING_EACH, arrays))

@@ -15,6 +15,7 @@ from tests.security.helpers import peek_queue
 from tests.support.api import WAIT, Client, sign_up
 from tests.support.bus import command_message, publish
 from tests.support.database import WORKER_ROLE, items_refusing, worker_lacks
+from tests.support.events import tap_events
 from tests.support.polling import eventually
 
 
@@ -95,21 +96,9 @@ async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
     refused = f"refused-{uuid.uuid4().hex}"
     titles = [f"fine {n}" for n in range(100)]
     titles[57] = refused
-    messages = [
-        (
-            "item.create",
-            command_message({"owner_id": owner.id, "title": t}, actor=f"user:{owner.id}", owner=str(owner.id)),
-        )
-        for t in titles
-    ]
     async with items_refusing(primary, refused):
-        await publish(messages)
-        ids = [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
-        rows = await eventually(
-            lambda: primary.fetch("SELECT command_id, status, detail FROM command WHERE command_id = ANY($1)", ids),
-            lambda found: len(found) == 100,
-        )
-    statuses = {row["command_id"]: row for row in rows}
+        ids = await _publish_creates(owner.id, titles)
+        statuses = await _outcomes(primary, ids)
     dead = statuses[ids[57]]
     assert dead["status"] == "dead_lettered"
     assert refused not in dead["detail"]
@@ -117,3 +106,46 @@ async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
     assert [statuses[i]["status"] for n, i in enumerate(ids) if n != 57] == ["applied"] * 99
     letter = await eventually(lambda: _dead_letter(str(ids[57])), lambda found: found is not None)
     assert refused in letter["properties"]["headers"]["x-death-reason"]
+
+
+async def test_a_row_a_trigger_skips_is_dead_lettered_not_created(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """A BEFORE trigger that returns NULL makes PostgreSQL skip the row without an error: the command
+    is dead-lettered (not `created`, no event), its 19 batch-mates are created with their events."""
+    owner = await sign_up(http)
+    skipped = f"skipped-{uuid.uuid4().hex}"
+    titles = [f"kept {n}" for n in range(20)]
+    titles[7] = skipped
+    async with tap_events() as tap, items_refusing(primary, skipped, silently=True):
+        ids = await _publish_creates(owner.id, titles)
+        statuses = await _outcomes(primary, ids)
+        kept = {ids[n] for n in range(20) if n != 7}
+        events = await eventually(tap.drain, lambda seen: kept <= {uuid.UUID(e["command_id"]) for e in seen})
+    assert statuses[ids[7]]["status"] == "dead_lettered"
+    assert "trigger" in statuses[ids[7]]["detail"]
+    assert [statuses[i]["status"] for i in ids if i != ids[7]] == ["applied"] * 19
+    assert await _items(primary, skipped) == 0
+    assert str(ids[7]) not in {e["command_id"] for e in events}
+    letter = await eventually(lambda: _dead_letter(str(ids[7])), lambda found: found is not None)
+    assert "was not inserted" in letter["properties"]["headers"]["x-death-reason"]
+
+
+async def _publish_creates(owner_id: int, titles: list[str]) -> list[uuid.UUID]:
+    """One item.create per title for this owner, published in order on the bus; their command ids."""
+    actor = f"user:{owner_id}"
+    messages = [
+        ("item.create", command_message({"owner_id": owner_id, "title": t}, actor=actor, owner=str(owner_id)))
+        for t in titles
+    ]
+    await publish(messages)
+    return [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
+
+
+async def _outcomes(primary: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    """Each command's inbox row, once the worker has recorded all of them."""
+    rows = await eventually(
+        lambda: primary.fetch("SELECT command_id, status, detail FROM command WHERE command_id = ANY($1)", ids),
+        lambda found: len(found) == len(ids),
+    )
+    return {row["command_id"]: row for row in rows}
