@@ -89,15 +89,16 @@ async def rows_refusing(
     on: str = "INSERT",
     silently: bool = False,
 ) -> AsyncIterator[None]:
-    """A BEFORE trigger on `table` refuses a row whose `column` is `value` (on INSERT, UPDATE or
-    both: "INSERT OR UPDATE"), dropped after. `silently`: the row is skipped (NULL), no error."""
+    """A BEFORE trigger on `table` refuses a row whose `column` is `value` (on INSERT, UPDATE,
+    DELETE or some: "INSERT OR UPDATE"), dropped after. `silently`: the row is skipped (NULL), no error."""
     name = f"refuse_{uuid.uuid4().hex[:12]}"
     literal = value.replace("'", "''")
-    verdict = "RETURN NULL;" if silently else f"RAISE EXCEPTION 'refused {column} %', NEW.{column};"
+    row = "OLD" if on == "DELETE" else "NEW"
+    verdict = "RETURN NULL;" if silently else f"RAISE EXCEPTION 'refused {column} %', {row}.{column};"
     await primary.execute(
         f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.{column} = '{literal}' THEN {verdict} END IF;
-        RETURN NEW; END $$"""
+        BEGIN IF {row}.{column} = '{literal}' THEN {verdict} END IF;
+        RETURN {row}; END $$"""
     )
     await primary.execute(f'CREATE TRIGGER {name} BEFORE {on} ON "{table}" FOR EACH ROW EXECUTE FUNCTION {name}()')
     try:
