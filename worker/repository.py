@@ -77,12 +77,21 @@ async def get_item_for_update(conn: AsyncConnection, item_id: int) -> Row[Any, A
     return result.first()
 
 
+class ItemsNotInserted(Exception):
+    """The database stored fewer item rows than it was given, without an error (a trigger skipped them)."""
+
+
 async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    """Multi-row INSERT; the ids come back in the order of the rows."""
+    """Multi-row INSERT; the ids come back in the order of the rows, one for each or ItemsNotInserted."""
     if not rows:
         return []
     result = await conn.execute(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows)
-    return [row.id for row in result]
+    ids = [row.id for row in result]
+    if len(ids) != len(rows):  # the ids could no longer be matched to their rows
+        raise ItemsNotInserted(
+            f"{len(rows) - len(ids)} of {len(rows)} item rows were not inserted (skipped by a trigger)"
+        )
+    return ids
 
 
 _ANSWERING_EACH = text(
