@@ -8,6 +8,14 @@ their commands refused as unroutable, the gateway answers 503 and clients retry)
 workers drain every partition, the partitions beyond the new count are deleted and the new ones
 declared, and intake resumes. Workers are then restarted with the new COMMAND_PARTITIONS (one
 started with the old count refuses to start: shared/topology.py).
+
+Intake stays closed whatever restarts meanwhile: a marker exchange on the broker says a change is
+under way, and declare_topology does not bind the commands exchange while it exists. The marker
+goes only once intake is open again; a repartition killed midway leaves it, and intake closed,
+until `repartition` runs again (to any count; to the count there is, it only reopens intake). A
+partition queue is deleted only once it is unbound and empty: quorum queues refuse
+`queue.delete(if_empty=True)` (NOT_IMPLEMENTED on RabbitMQ 3.x), so the check comes first, and a
+queue that still holds a message goes back to draining.
 """
 
 import asyncio
@@ -24,10 +32,12 @@ from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     PARTITION_WEIGHT,
     PARTITIONS_EXCHANGE_NAME,
+    REPARTITION_MARKER_NAME,
     broker_version,
     existing_partitions,
     partition_queue,
     partition_queue_name,
+    repartitioning,
 )
 
 STATS_SETTLE_S = 11.0  # over two of the management API's statistics intervals (5 s by default)
@@ -35,6 +45,10 @@ STATS_SETTLE_S = 11.0  # over two of the management API's statistics intervals (
 
 class DrainTimeout(Exception):
     """The partitions did not drain in time: intake resumed with the old count, nothing changed."""
+
+
+class NotEmpty(Exception):
+    """A partition queue to delete still holds messages: it is not deleted."""
 
 
 def management_api(rabbit_url: str, configured: str = "") -> tuple[str, tuple[str, str]]:
@@ -101,6 +115,26 @@ async def _drain(
         await asyncio.sleep(0.5)
 
 
+async def delete_if_empty(
+    connection: aio_pika.abc.AbstractConnection, api: str, auth: tuple[str, str], vhost: str, name: str
+) -> None:
+    """Delete a partition queue only if nothing can reach it and nothing is in it (NotEmpty if it
+    holds messages, ready or in a consumer's hands): first unbound, so no command can be routed to
+    it any more, then counted, then deleted."""
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        await queue.unbind(PARTITIONS_EXCHANGE_NAME, routing_key=PARTITION_WEIGHT)
+        ready = int((await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0)
+        if ready or await asyncio.to_thread(_in_flight, api, auth, vhost, [name]):
+            await queue.bind(PARTITIONS_EXCHANGE_NAME, routing_key=PARTITION_WEIGHT)
+            raise NotEmpty(f"{name} still holds messages: not deleted")
+        await channel.queue_delete(name, if_unused=False, if_empty=False)  # if_empty: not on quorum queues
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
 async def repartition(
     rabbit_url: str,
     count: int,
@@ -115,26 +149,56 @@ async def repartition(
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
         before = await existing_partitions(connection)
-        if before == count:
-            progress(f"already {count} partitions: nothing to do")
-            return before
         channel = await connection.channel()
         commands = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
         partitioned = await channel.get_exchange(PARTITIONS_EXCHANGE_NAME)
+        if before == count:
+            if await repartitioning(connection):  # an interrupted change left intake closed
+                await _resume_intake(channel, commands, partitioned, progress)
+            progress(f"already {count} partitions: nothing to do")
+            return before
+        # The marker first, then the unbind: a declare_topology that binds in between sees the marker
+        # right after its bind and undoes it (shared/topology.py).
+        await channel.declare_exchange(REPARTITION_MARKER_NAME, "fanout", durable=True)
         await partitioned.unbind(commands, routing_key="#")
         progress("intake stopped: commands are refused until the partitions are drained")
         try:
-            queues = [partition_queue_name(p) for p in range(before)]
-            await _drain(connection, api, auth, vhost, queues, timeout_s, progress)
-            for partition in range(count, before):
-                await channel.queue_delete(partition_queue_name(partition), if_unused=False, if_empty=False)
-            version = broker_version(connection)
-            for partition in range(before, count):
-                queue = partition_queue(partition, version)
-                declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
-                await declared.bind(partitioned, routing_key=PARTITION_WEIGHT)
+            await _change(connection, channel, partitioned, api, auth, vhost, before, count, timeout_s, progress)
         finally:
-            await partitioned.bind(commands, routing_key="#")
-            progress("intake resumed")
+            await _resume_intake(channel, commands, partitioned, progress)
     progress(f"partitions: {before} -> {count}; restart the workers with COMMAND_PARTITIONS={count}")
     return before
+
+
+async def _change(
+    connection: aio_pika.abc.AbstractConnection, channel: aio_pika.abc.AbstractChannel,
+    partitioned: aio_pika.abc.AbstractExchange, api: str, auth: tuple[str, str], vhost: str, before: int,
+    count: int, timeout_s: float, progress: Callable[[str], None],
+) -> None:  # fmt: skip
+    """With intake closed: drain, delete the partitions beyond `count` (each only once empty: else
+    drain again), declare the new ones."""
+    deadline = time.monotonic() + timeout_s
+    queues = [partition_queue_name(p) for p in range(before)]
+    while True:
+        await _drain(connection, api, auth, vhost, queues, max(deadline - time.monotonic(), 0), progress)
+        try:
+            for partition in reversed(range(count, before)):  # from the top: the rest stays contiguous
+                await delete_if_empty(connection, api, auth, vhost, partition_queue_name(partition))
+                queues.remove(partition_queue_name(partition))
+            break
+        except NotEmpty as refused:
+            progress(f"{refused}; draining again")
+    version = broker_version(connection)
+    for partition in range(before, count):
+        queue = partition_queue(partition, version)
+        declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+        await declared.bind(partitioned, routing_key=PARTITION_WEIGHT)
+
+
+async def _resume_intake(
+    channel: aio_pika.abc.AbstractChannel, commands: aio_pika.abc.AbstractExchange,
+    partitioned: aio_pika.abc.AbstractExchange, progress: Callable[[str], None],
+) -> None:  # fmt: skip
+    await partitioned.bind(commands, routing_key="#")
+    await channel.exchange_delete(REPARTITION_MARKER_NAME)
+    progress("intake resumed")

@@ -67,6 +67,9 @@ class TopologyMismatch(Exception):
 
 
 PARTITION_QUEUE_PREFIX = "opengovfood.commands.p"
+# While this exchange exists a repartition is under way and intake stays closed: declare_topology
+# never binds the commands exchange to the partitions then, whoever restarts (shared/repartition.py).
+REPARTITION_MARKER_NAME = "opengovfood.commands.repartitioning"
 
 
 def partition_queue_name(partition: int) -> str:
@@ -139,13 +142,33 @@ async def existing_partitions(connection: aio_pika.abc.AbstractConnection) -> in
     return count
 
 
+async def _exists(connection: aio_pika.abc.AbstractConnection, exchange: str) -> bool:
+    channel = await connection.channel()  # a missing exchange closes the channel it was asked on
+    try:
+        await channel.get_exchange(exchange, ensure=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return False
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return True
+
+
+async def repartitioning(connection: aio_pika.abc.AbstractConnection) -> bool:
+    """A repartition is under way (or was interrupted): intake must stay closed until it completes."""
+    return await _exists(connection, REPARTITION_MARKER_NAME)
+
+
 async def declare_topology(rabbit_url: str, partitions: int) -> None:
     """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
     connection of its own.
 
     The partition count only changes through `repartition` (which drains first): with another
     number of partition queues on the broker, this refuses (TopologyMismatch), since binding more
-    or fewer would move owners to other partitions while their older commands still wait.
+    or fewer would move owners to other partitions while their older commands still wait. While a
+    repartition is under way intake stays closed: the commands exchange is not bound to the
+    partitions (a bind that raced with the repartition's start is undone: the marker is checked
+    again after it).
     """
     connection = await aio_pika.connect(rabbit_url)
     async with connection:
@@ -158,7 +181,10 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
         channel = await connection.channel()
         commands = await _exchange(channel, COMMANDS_EXCHANGE)
         partitioned = await _exchange(channel, PARTITIONS_EXCHANGE)
-        await partitioned.bind(commands, routing_key="#")
+        if not await repartitioning(connection):
+            await partitioned.bind(commands, routing_key="#")
+            if await repartitioning(connection):  # it began meanwhile, and may have unbound before our bind
+                await partitioned.unbind(commands, routing_key="#")
         await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)

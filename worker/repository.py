@@ -77,12 +77,21 @@ async def get_item_for_update(conn: AsyncConnection, item_id: int) -> Row[Any, A
     return result.first()
 
 
+class ItemsNotInserted(Exception):
+    """The database stored fewer item rows than it was given, without an error (a trigger skipped them)."""
+
+
 async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int]:
-    """Multi-row INSERT; the ids come back in the order of the rows."""
+    """Multi-row INSERT; the ids come back in the order of the rows, one for each or ItemsNotInserted."""
     if not rows:
         return []
     result = await conn.execute(insert(Item).returning(Item.id, sort_by_parameter_order=True), rows)
-    return [row.id for row in result]
+    ids = [row.id for row in result]
+    if len(ids) != len(rows):  # the ids could no longer be matched to their rows
+        raise ItemsNotInserted(
+            f"{len(rows) - len(ids)} of {len(rows)} item rows were not inserted (skipped by a trigger)"
+        )
+    return ids
 
 
 _ANSWERING_EACH = text(
@@ -97,8 +106,8 @@ _ANSWERING_EACH = text(
 
 
 async def insert_items_answering_each(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row[Any]]:
-    """The rows in one call that answers each (PostgreSQL, migration 0010): in order, its id or why the
-    database refused it (failed_state, failed_message, failed_detail, failed_constraint)."""
+    """The rows in one call that answers each (PostgreSQL, migrations 0010 and 0011): in order, its id if
+    the row was stored, else why not (failed_state, failed_message, failed_detail, failed_constraint)."""
     columns = {"titles": "title", "descriptions": "description", "statuses": "status", "owners": "owner_id"}
     arrays = {name: [row.get(column) for row in rows] for name, column in columns.items()}
     return list(await conn.execute(_ANSWERING_EACH, arrays))

@@ -2,6 +2,7 @@
 TLS and require a client certificate from a throwaway CA, in front of the real RabbitMQ and PostgreSQL."""
 
 import asyncio
+import os
 import ssl
 import uuid
 from pathlib import Path
@@ -13,11 +14,13 @@ from aiormq.exceptions import AMQPConnectionError
 from alembic import command
 from sqlalchemy import text
 
+from gateway.status import StatusProbe
 from shared.db import create_engine
 from shared.publishing import DEFAULT_EXCHANGE, Publisher
 from shared.settings import Settings, get_settings
-from shared.topology import declare_topology
+from shared.topology import DEAD_LETTER_QUEUE_NAME, declare_topology
 from tests import settings as test_settings
+from tests.ops.cli import opengovfood
 from tests.support.database import alembic_config
 from tests.support.tls import Certificates, make_certificates, server_context, tls_listener
 from worker.connection import ConsumerConnection
@@ -62,6 +65,26 @@ async def test_the_broker_tls_settings_reach_the_publisher_the_consumers_and_the
             await consumers.close()
     assert received.body == b"over TLS"
     assert listener.clients == ["test-client"] * 3  # the topology's, the consumers' and the publisher's
+
+
+async def test_the_broker_tls_settings_reach_the_status_probe_and_the_cli(
+    vhost: str, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await declare_topology(test_settings.RABBIT_URL, int(test_settings.ENV["COMMAND_PARTITIONS"]))  # in clear
+    async with tls_listener(RABBIT_PORT, server_context(certificates), postgres=False) as listener:
+        rabbit_env(monkeypatch, listener.port, certificates)
+        url = Settings().rabbit_url
+        database = get_settings().read_database_url  # not used: no replica lag is asked for
+        probe = StatusProbe(database, database, url, int(test_settings.ENV["COMMAND_PARTITIONS"]), 1.0)
+        try:
+            queues = await probe.queues()
+        finally:
+            await probe.close()
+        env = {name: value for name, value in os.environ.items() if name.startswith("RABBIT_")}
+        listed = await asyncio.to_thread(opengovfood, "deadletters", "list", env=env)
+    assert DEAD_LETTER_QUEUE_NAME in {queue["name"] for queue in queues}
+    assert listed.returncode == 0
+    assert listener.clients == ["test-client"] * 2  # the probe's and the CLI's
 
 
 @pytest.mark.parametrize("case", ["a CA that did not sign the broker", "no client certificate"])

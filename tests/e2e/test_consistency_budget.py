@@ -14,8 +14,7 @@ from tests import settings as test_settings
 from tests.support.api import Client, create_item, sign_up
 from tests.support.processes import Gateway
 
-WAIT_S = 1.0
-SLACK_S = 0.5
+WAIT_S = 1.5  # CONSISTENCY_WAIT: one wait is this long, two would take at least twice as long
 PAST_THE_PRIMARY = "FFFFFFFF/FFFFFFF0"
 GATEWAY_BACKENDS = """
     SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = 'opengovfood_gateway'
@@ -54,7 +53,7 @@ async def test_with_replay_paused_a_fresh_token_costs_one_wait_not_one_per_read(
     print(f"\ntoken read with replay paused, CONSISTENCY_WAIT={WAIT_S}: {elapsed:.2f}s")
     assert read.status_code == 200
     assert read.headers["X-Served-By"] == "primary"
-    assert WAIT_S - 0.1 < elapsed < WAIT_S + SLACK_S
+    assert WAIT_S - 0.05 < elapsed < 2 * WAIT_S  # one wait, with WAIT_S of slack for a loaded machine
 
 
 async def test_a_token_past_the_primary_costs_no_wait(waiting: httpx.AsyncClient) -> None:
@@ -65,7 +64,7 @@ async def test_a_token_past_the_primary_costs_no_wait(waiting: httpx.AsyncClient
     print(f"\nread with a token past the primary: {elapsed:.3f}s")
     assert read.status_code == 200
     assert read.headers["X-Served-By"] == "primary"  # no replica will ever replay it
-    assert elapsed < 0.3
+    assert elapsed < WAIT_S - 0.1  # a wait would have lasted WAIT_S: the replica never replays it
 
 
 async def test_a_flood_of_fallback_reads_holds_only_a_few_primary_connections(

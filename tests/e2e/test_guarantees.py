@@ -1,6 +1,7 @@
 """Idempotency keys, If-Match, events and an honest gateway, through the real stack."""
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -60,6 +61,36 @@ async def test_concurrent_requests_with_one_key_apply_once_and_answer_alike(
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["id"] for a in answers}) == 1
     assert await primary.fetchval("SELECT count(*) FROM item WHERE title = $1", title) == 1
+
+
+async def test_concurrent_http_writes_of_one_owner_apply_in_the_order_they_were_accepted(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, alice: Client
+) -> None:
+    """Eight clients of one owner write at once, each its next item once its last was answered 202:
+    whatever the interleaving, a write sent after another's 202 is applied after it (an item's id is
+    drawn when it is applied)."""
+    answered: list[tuple[float, float, str]] = []  # sent, answered 202, title
+
+    async def writer(number: int) -> None:
+        for n in range(25):
+            title, sent = f"w{number}-{n}", time.monotonic()
+            response = await http.post("/api/v1/items", json={"title": title}, headers=alice.headers)
+            assert response.status_code == 202, response.text
+            answered.append((sent, time.monotonic(), title))
+
+    await asyncio.gather(*(writer(number) for number in range(8)))
+    rows = await eventually(
+        lambda: primary.fetch("SELECT id, title FROM item WHERE owner_id = $1", alice.id),
+        lambda found: len(found) == 200,
+        60,
+    )
+    applied = {row["title"]: row["id"] for row in rows}
+    ordered = [(first, then) for _, done, first in answered for sent, _, then in answered if done < sent]
+    overtaken = [(first, then) for first, then in ordered if applied[then] < applied[first]]
+    at_once = sum(1 for a in answered for b in answered if a[0] < b[0] < a[1])  # b sent while a was in flight
+    print(f"\n200 concurrent writes: {len(ordered)} pairs in order, {at_once} at once, {len(overtaken)} overtaken")
+    assert at_once > 100  # the writers really overlapped
+    assert overtaken == []
 
 
 async def test_if_match_applies_only_to_the_version_read(http: httpx.AsyncClient, alice: Client) -> None:

@@ -91,6 +91,8 @@ async def test_with_replay_paused_a_token_read_comes_from_the_primary_within_the
     assert with_token.status_code == 200
     assert with_token.headers["X-Served-By"] == "primary"
     assert with_token.headers["X-Consistency-Token"] == token["X-Consistency-Token"]  # echoed
-    assert elapsed < BOUND_S + 0.5, f"the token read took {elapsed:.3f}s"
+    # Bounded, not held until replay resumes (never, here: the request would hang till the client's
+    # 30 s timeout); the slack is for a loaded machine, the bound itself is pinned in test_consistency_budget.
+    assert elapsed < BOUND_S + 2.0, f"the token read took {elapsed:.3f}s"
     assert without_token.status_code == 404  # the replica has not replayed the item: a stale read
     assert without_token.headers["X-Served-By"] == "replica"

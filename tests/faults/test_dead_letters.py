@@ -11,11 +11,14 @@ import pytest
 
 from shared.topology import DEAD_LETTER_QUEUE_NAME
 from tests.ops.cli import opengovfood
+from tests.ops.test_deadletters import HASH
 from tests.security.helpers import peek_queue
-from tests.support.api import WAIT, Client, sign_up
+from tests.support.api import WAIT, Client, sign_up, unique_email
 from tests.support.bus import command_message, publish
-from tests.support.database import WORKER_ROLE, items_refusing, worker_lacks
+from tests.support.database import WORKER_ROLE, items_refusing, rows_refusing, worker_lacks
+from tests.support.events import tap_events
 from tests.support.polling import eventually
+from tests.support.processes import Worker
 
 
 @pytest.fixture
@@ -95,21 +98,9 @@ async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
     refused = f"refused-{uuid.uuid4().hex}"
     titles = [f"fine {n}" for n in range(100)]
     titles[57] = refused
-    messages = [
-        (
-            "item.create",
-            command_message({"owner_id": owner.id, "title": t}, actor=f"user:{owner.id}", owner=str(owner.id)),
-        )
-        for t in titles
-    ]
     async with items_refusing(primary, refused):
-        await publish(messages)
-        ids = [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
-        rows = await eventually(
-            lambda: primary.fetch("SELECT command_id, status, detail FROM command WHERE command_id = ANY($1)", ids),
-            lambda found: len(found) == 100,
-        )
-    statuses = {row["command_id"]: row for row in rows}
+        ids = await _publish_creates(owner.id, titles)
+        statuses = await _outcomes(primary, ids)
     dead = statuses[ids[57]]
     assert dead["status"] == "dead_lettered"
     assert refused not in dead["detail"]
@@ -117,3 +108,118 @@ async def test_one_refused_create_among_100_on_the_bus_is_dead_lettered_alone(
     assert [statuses[i]["status"] for n, i in enumerate(ids) if n != 57] == ["applied"] * 99
     letter = await eventually(lambda: _dead_letter(str(ids[57])), lambda found: found is not None)
     assert refused in letter["properties"]["headers"]["x-death-reason"]
+
+
+async def test_a_row_a_trigger_skips_is_dead_lettered_not_created(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """A BEFORE trigger that returns NULL makes PostgreSQL skip the row without an error: the command
+    is dead-lettered (not `created`, no event), its 19 batch-mates are created with their events."""
+    owner = await sign_up(http)
+    skipped = f"skipped-{uuid.uuid4().hex}"
+    titles = [f"kept {n}" for n in range(20)]
+    titles[7] = skipped
+    async with tap_events() as tap, items_refusing(primary, skipped, silently=True):
+        ids = await _publish_creates(owner.id, titles)
+        statuses = await _outcomes(primary, ids)
+        kept = {ids[n] for n in range(20) if n != 7}
+        events = await eventually(tap.drain, lambda seen: kept <= {uuid.UUID(e["command_id"]) for e in seen})
+    assert statuses[ids[7]]["status"] == "dead_lettered"
+    assert "trigger" in statuses[ids[7]]["detail"]
+    assert [statuses[i]["status"] for i in ids if i != ids[7]] == ["applied"] * 19
+    assert await _items(primary, skipped) == 0
+    assert str(ids[7]) not in {e["command_id"] for e in events}
+    letter = await eventually(lambda: _dead_letter(str(ids[7])), lambda found: found is not None)
+    assert "was not inserted" in letter["properties"]["headers"]["x-death-reason"]
+
+
+async def _publish_creates(owner_id: int, titles: list[str]) -> list[uuid.UUID]:
+    """One item.create per title for this owner, published in order on the bus; their command ids."""
+    actor = f"user:{owner_id}"
+    messages = [
+        ("item.create", command_message({"owner_id": owner_id, "title": t}, actor=actor, owner=str(owner_id)))
+        for t in titles
+    ]
+    await publish(messages)
+    return [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
+
+
+async def _outcomes(primary: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    """Each command's inbox row (`tx`: the transaction that wrote it), once the worker has recorded all."""
+    sql = "SELECT command_id, status, detail, xmin::text AS tx FROM command WHERE command_id = ANY($1)"
+    rows = await eventually(lambda: primary.fetch(sql, ids), lambda found: len(found) == len(ids), 60)
+    return {row["command_id"]: row for row in rows}
+
+
+async def test_refused_updates_and_user_commands_are_dead_lettered_alone_among_their_batch_mates(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, worker: Worker
+) -> None:
+    """item.update, user.create, user.update and user.delete, each refused by a trigger amid commands
+    of its own partition, published as a backlog: each is dead-lettered alone, in the transaction
+    that commits its batch-mates (the savepoint path on PostgreSQL, through the real bus)."""
+    a, b, c = [await sign_up(http) for _ in range(3)]
+    items = [await _create(http, a, f"before {n}") for n in range(3)]
+    refused_title, refused_name = f"no-{uuid.uuid4().hex}", f"No {uuid.uuid4().hex}"
+    fine_emails = [unique_email("mate") for _ in range(8)]
+    refused_email = unique_email("refused")
+
+    def by(user: Client, name: str, body: dict[str, Any]) -> tuple[str, Any]:
+        return name, command_message(body, actor=f"user:{user.id}", owner=str(user.id))
+
+    def signup(email: str, full_name: str) -> tuple[str, Any]:
+        body = {"email": email, "hashed_password": HASH, "full_name": full_name}
+        return "user.create", command_message(body, actor="anonymous", owner=email)
+
+    messages = [
+        by(a, "item.update", {"item_id": items[0], "title": "after 0"}),
+        by(a, "item.update", {"item_id": items[1], "title": refused_title}),  # refused
+        by(a, "item.update", {"item_id": items[2], "title": "after 2"}),
+        by(a, "user.update", {"user_id": a.id, "full_name": refused_name}),  # refused
+        by(a, "user.update", {"user_id": a.id, "full_name": "Fine A"}),
+        by(b, "item.create", {"owner_id": b.id, "title": "b before"}),
+        by(b, "user.delete", {"user_id": b.id}),  # refused
+        by(b, "item.create", {"owner_id": b.id, "title": "b after"}),
+        by(c, "user.delete", {"user_id": c.id}),
+        *(signup(email, "Fine Mate") for email in fine_emails[:4]),
+        signup(refused_email, refused_name),  # refused
+        *(signup(email, "Fine Mate") for email in fine_emails[4:]),
+    ]
+    ids = [uuid.UUID(message.message_id) for _, message in messages if message.message_id]
+    refused = {ids[1], ids[3], ids[6], ids[13]}
+    async with (
+        rows_refusing(primary, "item", "title", refused_title, on="UPDATE"),
+        rows_refusing(primary, "user", "full_name", refused_name, on="INSERT OR UPDATE"),
+        rows_refusing(primary, "user", "email", b.email, on="DELETE"),
+    ):
+        worker.stop()  # a backlog: each partition's commands come in one batch
+        try:
+            await publish(messages)
+        finally:
+            worker.start()
+        outcomes = await _outcomes(primary, ids)
+    for command_id in ids:
+        outcome = outcomes[command_id]
+        if command_id in refused:
+            assert (outcome["status"], "trigger" in outcome["detail"]) == ("dead_lettered", True), outcome
+            mates = [o for i, o in outcomes.items() if i not in refused and o["tx"] == outcome["tx"]]
+            assert mates, f"{outcome} was not recorded in a transaction that applied a batch-mate"
+        else:
+            assert outcome["status"] == "applied", outcome
+    titles = await primary.fetch("SELECT title FROM item WHERE id = ANY($1) ORDER BY id", items)
+    assert [row["title"] for row in titles] == ["after 0", "before 1", "after 2"]
+    users = {r["email"]: r["full_name"] for r in await primary.fetch('SELECT email, full_name FROM "user"')}
+    assert (users[a.email], b.email in users, c.email in users, refused_email in users) == (
+        "Fine A",
+        True,
+        False,
+        False,
+    )
+    assert all(users[email] == "Fine Mate" for email in fine_emails)
+    owned = await primary.fetch("SELECT title FROM item WHERE owner_id = $1 ORDER BY id", b.id)
+    assert [row["title"] for row in owned] == ["b before", "b after"]
+
+
+async def _create(http: httpx.AsyncClient, client: Client, title: str) -> int:
+    answer = await http.post("/api/v1/items", json={"title": title}, headers={**client.headers, **WAIT})
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])

@@ -19,6 +19,7 @@ from tests.support.polling import eventually
 from tests.support.processes import wait_until
 
 OUTAGE_S = 12
+PUBLISH_TIMEOUT_S = 2.0  # the gateway's default: a write answers 503 once the confirm is this late
 
 
 def rabbitmq(action: str) -> None:
@@ -73,7 +74,7 @@ async def test_stopping_rabbitmq_while_clients_write(http: httpx.AsyncClient) ->
     )
     assert set(ledger.counts()) <= {202, 503}
     assert ledger.counts()[503] > 0
-    assert slowest < 5
+    assert slowest < PUBLISH_TIMEOUT_S + 5  # bounded by the confirm wait, with room for a loaded machine
     assert recovered < 30
     assert figures["lost"] == figures["duplicated"] == figures["unexpected"] == 0
 

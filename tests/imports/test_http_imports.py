@@ -51,11 +51,14 @@ async def _in_pieces(data: bytes, size: int = 4096) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
-async def _slowly(data: bytes, size: int = 1024) -> AsyncIterator[bytes]:
-    """An upload that lasts a while (about half a second): its import is under way meanwhile."""
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-        await asyncio.sleep(0.01)
+async def _held(data: bytes, started: asyncio.Event, release: asyncio.Event) -> AsyncIterator[bytes]:
+    """An upload that sends its first piece, then waits for `release`: under way for as long as the
+    test says, however loaded the machine."""
+    yield data[:1024]
+    started.set()
+    await release.wait()
+    async for piece in _in_pieces(data[1024:]):
+        yield piece
 
 
 async def test_a_streamed_json_lines_upload_is_imported(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:
@@ -100,11 +103,28 @@ async def test_chunks_stay_within_a_mebibyte_and_uploads_per_caller_are_bounded(
     assert [len(chunk.body) <= MAX_COMMAND_BYTES for chunk in chunks] == [True] * 4
     await finished_job(primary, uuid.UUID(response.json()["import_id"]))
 
-    slow = [_slowly(jsonl([{"title": "slow"}] * 2_000)) for _ in range(3)]
-    answers = await asyncio.gather(
-        *(http.post("/api/v1/imports", content=body, headers={**owner.headers, **NDJSON}) for body in slow)
-    )
-    assert sorted(answer.status_code for answer in answers) == [202, 202, 429]  # MAX_UPLOADS_PER_CALLER
+    release, started = asyncio.Event(), [asyncio.Event(), asyncio.Event()]
+    held = [
+        asyncio.create_task(
+            http.post("/api/v1/imports", content=_held(jsonl([{"title": "held"}] * 2_000), event, release),
+                      headers={**owner.headers, **NDJSON})
+        )
+        for event in started
+    ]  # fmt: skip
+    try:
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started)), 20)
+        # MAX_UPLOADS_PER_CALLER (2) are under way: a third is refused (polled: the two may not have
+        # reached the gateway's route yet, and a third accepted meanwhile ends at once).
+        third = await eventually(
+            lambda: http.post(
+                "/api/v1/imports", content=jsonl([{"title": "third"}]), headers={**owner.headers, **NDJSON}
+            ),
+            lambda answer: answer.status_code == 429,
+        )
+        assert third.headers["Retry-After"]
+    finally:
+        release.set()
+    assert [(await upload).status_code for upload in held] == [202, 202]
 
 
 async def test_another_users_import_is_404(http: httpx.AsyncClient, primary: asyncpg.Connection) -> None:

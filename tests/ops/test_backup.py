@@ -192,6 +192,31 @@ def test_prune_refuses_a_window_shorter_than_the_idempotency_key_promise(prunabl
     assert asyncio.run(prune_counts(setup=False)) == (1, 2, "bc", "bc")
 
 
+async def _outcomes_aged(days: list[float]) -> list[int]:
+    """Put one applied outcome of each age in days (with no other); the ages left, in hours."""
+    connection = await asyncpg.connect(BACKUP_DSN)
+    try:
+        if days:
+            await connection.execute("TRUNCATE command")
+            await connection.executemany(
+                "INSERT INTO command (command_id, name, status, code, actor, received_at, applied_at)"
+                " VALUES (gen_random_uuid(), 'item.create', 'applied', 'created', 'user:1',"
+                " now() - make_interval(hours => $1), now() - make_interval(hours => $1))",
+                [(int(d * 24),) for d in days],
+            )
+        ages = await connection.fetch("SELECT extract(epoch FROM now() - applied_at) / 3600 AS h FROM command")
+        return sorted(round(float(row["h"])) for row in ages)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+def test_prune_keeps_30_days_by_default(prunable: dict[str, str]) -> None:
+    asyncio.run(_outcomes_aged([29.5, 30.5, 1]))
+    assert "command: 1 rows deleted" in opengovfood("db", "prune", env=prunable).stdout
+    assert asyncio.run(_outcomes_aged([])) == [24, 708]  # 1 and 29.5 days stay: only 30.5 days went
+
+
 async def user_count() -> int:
     connection = await asyncpg.connect(BACKUP_DSN)
     try:

@@ -13,7 +13,14 @@ import httpx
 import pytest
 from aiormq.exceptions import DeliveryError
 
-from shared.topology import COMMANDS_EXCHANGE_NAME, existing_partitions, partition_queue_name
+from shared.repartition import NotEmpty, delete_if_empty, management_api
+from shared.topology import (
+    COMMANDS_EXCHANGE_NAME,
+    PARTITION_WEIGHT,
+    PARTITIONS_EXCHANGE_NAME,
+    existing_partitions,
+    partition_queue_name,
+)
 from tests import settings as test_settings
 from tests.ops.cli import opengovfood
 from tests.support.api import Client, sign_up
@@ -43,8 +50,9 @@ def _queue(name: str) -> dict[str, int]:
     return dict(response.json()) if response.status_code == 200 else {}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_vhost(stack: object) -> Iterator[str]:
+    """A new vhost for each test: each starts from no topology at all."""
     auth = ("guest", "guest")
     httpx.delete(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10)
     httpx.put(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10).raise_for_status()
@@ -82,9 +90,7 @@ async def test_lowering_the_partition_count_drains_first_and_keeps_each_owners_o
     with VhostWorker(4, "worker-4-partitions"):
         pass  # declares the topology of 4 partitions
     await _publish(owners, 0, BACKLOG)  # a backlog, no worker running
-    changing = asyncio.create_task(
-        asyncio.to_thread(opengovfood, "bus", "repartition", "2", "--yes", "--timeout", "120", env={"RABBIT_URL": URL})
-    )
+    changing = _repartition_to(2)
     assert await eventually(_refused, lambda refused: refused)  # intake stopped while the backlog waits
     with VhostWorker(4, "worker-draining"):  # the old workers drain every partition
         said = (await changing).stdout
@@ -106,3 +112,67 @@ async def test_lowering_the_partition_count_drains_first_and_keeps_each_owners_o
                 lambda rows: len(rows) == BACKLOG + AFTER,
             )
             assert [row["title"] for row in titles] == [f"{n:03d}" for n in range(BACKLOG + AFTER)]
+
+
+def _repartition_to(count: int) -> "asyncio.Task[subprocess.CompletedProcess[str]]":
+    """`opengovfood bus repartition COUNT` running in the background."""
+    return asyncio.create_task(
+        asyncio.to_thread(
+            opengovfood, "bus", "repartition", str(count), "--yes", "--timeout", "120", env={"RABBIT_URL": URL}
+        )
+    )
+
+
+async def test_a_worker_restarted_during_the_drain_does_not_reopen_intake(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, own_vhost: str
+) -> None:
+    """A worker (re)starting declares the topology, which bound the commands exchange again: intake
+    reopened in the middle of the drain, with the old count."""
+    owners = [await sign_up(http) for _ in range(3)]
+    with VhostWorker(4, "worker-before-drain"):
+        pass  # declares the topology of 4 partitions
+    await _publish(owners, 0, BACKLOG)
+    changing = _repartition_to(2)
+    assert await eventually(_refused, lambda refused: refused)
+    with VhostWorker(4, "worker-restarted-in-drain"):  # declares the topology again, then drains
+        await eventually(lambda: _items(primary, owners), lambda n: n == len(owners) * BACKLOG, 60)
+        still_closed = await _refused()
+        in_progress = not changing.done()
+        said = (await changing).stdout
+    assert in_progress, said  # the check above was made during the change (it waits 11 s once drained)
+    assert still_closed, "intake reopened by a worker's restart during the drain"
+    assert "partitions: 4 -> 2" in said
+    assert not await _refused()  # intake resumed once the change completed
+
+
+async def _items(primary: asyncpg.Connection, owners: list[Client]) -> int:
+    return int(await primary.fetchval("SELECT count(*) FROM item WHERE owner_id = ANY($1)", [o.id for o in owners]))
+
+
+async def test_a_partition_queue_holding_messages_is_never_deleted(own_vhost: str) -> None:
+    """Quorum queues refuse queue.delete(if_empty=True): the queue is unbound, counted, and kept
+    (bound again) while it holds a message."""
+    with VhostWorker(4, "worker-topology"):
+        pass
+    last = partition_queue_name(3)
+    api, auth = management_api(URL)
+    connection = await aio_pika.connect(URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(aio_pika.Message(b"accepted, not yet applied"), routing_key=last)
+        with pytest.raises(NotEmpty):
+            await delete_if_empty(connection, api, auth, VHOST, last)
+        assert (await channel.declare_queue(last, passive=True)).declaration_result.message_count == 1
+        assert _bound(last)
+        await (await channel.declare_queue(last, passive=True)).purge()
+        await delete_if_empty(connection, api, auth, VHOST, last)
+        assert await existing_partitions(connection) == 3
+
+
+def _bound(queue: str) -> bool:
+    url = f"{MANAGEMENT}/queues/{quote(VHOST, safe='')}/{quote(queue, safe='')}/bindings"
+    response = httpx.get(url, auth=("guest", "guest"), timeout=5)
+    response.raise_for_status()
+    return any(
+        b["source"] == PARTITIONS_EXCHANGE_NAME and b["routing_key"] == PARTITION_WEIGHT for b in response.json()
+    )

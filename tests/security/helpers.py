@@ -32,11 +32,15 @@ def exchange_exists(name: str) -> bool:
 
 
 def peek_queue(name: str, count: int = 10_000) -> list[dict[str, Any]]:
-    """The messages of a queue (payload and properties), left in place."""
+    """The messages of a queue (payload and properties), left in place; a failed lookup raises,
+    so that "nothing there" is never what an error looks like."""
     url = f"{MANAGEMENT_API}/queues/{VHOST}/{quote(name, safe='')}/get"
     body = {"count": count, "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": 10_000_000}
     response = httpx.post(url, json=body, auth=("guest", "guest"), timeout=30)
-    return list(response.json()) if response.status_code == 200 else []
+    response.raise_for_status()
+    messages = response.json()
+    assert isinstance(messages, list), messages
+    return messages
 
 
 class BodyTap:

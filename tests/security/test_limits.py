@@ -54,6 +54,16 @@ async def test_oversized_headers_are_431(http: httpx.AsyncClient) -> None:
     assert answer.headers["content-type"] == "application/problem+json"
 
 
+async def test_headers_are_capped_together_at_16_kib_not_each(http: httpx.AsyncClient) -> None:
+    """MAX_HEADER_BYTES bounds the sum: twenty headers of 1 KiB are refused, though none is large."""
+    many = {f"X-Padding-{n}": "x" * 1024 for n in range(20)}
+    fewer = {f"X-Padding-{n}": "x" * 1024 for n in range(12)}
+    refused = await http.get("/api/v1/users/me", headers=many)
+    assert refused.status_code == 431
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await http.get("/api/v1/users/me", headers=fewer)).status_code == 401  # under 16 KiB: on to auth
+
+
 def test_the_import_upload_has_its_own_cap() -> None:
     settings = Settings(max_body_bytes=64 * 1024, max_import_bytes=100 * 1024 * 1024)
     assert body_cap("/api/v1/items", settings) == 64 * 1024

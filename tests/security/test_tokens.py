@@ -86,6 +86,25 @@ async def test_forged_tokens_are_401_and_writes_with_them_publish_nothing(
     assert (await http.get("/api/v1/users/me", headers=victim.headers)).status_code == 200  # the real one works
 
 
+async def test_a_token_expired_within_the_10_s_leeway_is_accepted_and_past_it_refused(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """Clocks drift: `exp` (and `iat`) are checked with 10 s of leeway, no more."""
+    client = await sign_up(http)
+    stamp = await _stamp(primary, client.id)
+    now = datetime.now(UTC)
+
+    def expired(seconds_ago: float) -> dict[str, str]:
+        past = now - timedelta(seconds=seconds_ago)
+        token = jwt.encode(_claims(client.id, stamp, iat=past - timedelta(minutes=5), exp=past), SECRET, "HS256")
+        return {"Authorization": f"Bearer {token}"}
+
+    issued_ahead = jwt.encode(_claims(client.id, stamp, iat=now + timedelta(seconds=5)), SECRET, "HS256")
+    within = [expired(3), {"Authorization": f"Bearer {issued_ahead}"}]  # 7 s of slack for a slow request
+    assert [(await http.get("/api/v1/users/me", headers=h)).status_code for h in within] == [200, 200]
+    assert (await http.get("/api/v1/users/me", headers=expired(15))).status_code == 401
+
+
 async def test_the_token_of_a_deleted_user_is_401_once_the_deletion_is_applied(http: httpx.AsyncClient) -> None:
     client = await sign_up(http)
     deleted = await http.delete("/api/v1/users/me", headers={**client.headers, **WAIT})

@@ -72,17 +72,37 @@ async def worker_lacks(primary: asyncpg.Connection, privilege: str, table: str) 
 
 
 @asynccontextmanager
-async def items_refusing(primary: asyncpg.Connection, title: str) -> AsyncIterator[None]:
-    """A trigger refuses any item with this title (a rule only the database knows), dropped after."""
+async def items_refusing(primary: asyncpg.Connection, title: str, *, silently: bool = False) -> AsyncIterator[None]:
+    """A trigger refuses any item with this title (a rule only the database knows), dropped after;
+    `silently`: it skips the row (returns NULL) instead of raising, and PostgreSQL says nothing."""
+    async with rows_refusing(primary, "item", "title", title, silently=silently):
+        yield
+
+
+@asynccontextmanager
+async def rows_refusing(
+    primary: asyncpg.Connection,
+    table: str,
+    column: str,
+    value: str,
+    *,
+    on: str = "INSERT",
+    silently: bool = False,
+) -> AsyncIterator[None]:
+    """A BEFORE trigger on `table` refuses a row whose `column` is `value` (on INSERT, UPDATE,
+    DELETE or some: "INSERT OR UPDATE"), dropped after. `silently`: the row is skipped (NULL), no error."""
     name = f"refuse_{uuid.uuid4().hex[:12]}"
+    literal = value.replace("'", "''")
+    row = "OLD" if on == "DELETE" else "NEW"
+    verdict = "RETURN NULL;" if silently else f"RAISE EXCEPTION 'refused {column} %', {row}.{column};"
     await primary.execute(
         f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused title %', NEW.title; END IF;
-        RETURN NEW; END $$"""
+        BEGIN IF {row}.{column} = '{literal}' THEN {verdict} END IF;
+        RETURN {row}; END $$"""
     )
-    await primary.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION {name}()")
+    await primary.execute(f'CREATE TRIGGER {name} BEFORE {on} ON "{table}" FOR EACH ROW EXECUTE FUNCTION {name}()')
     try:
         yield
     finally:
-        await primary.execute(f"DROP TRIGGER {name} ON item")
+        await primary.execute(f'DROP TRIGGER {name} ON "{table}"')
         await primary.execute(f"DROP FUNCTION {name}()")

@@ -1,10 +1,12 @@
 """Commands published straight onto the bus: duplicates have one effect, poison is dead-lettered."""
 
+import json
 import uuid
 from typing import Any
 
 import asyncpg
 
+from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.topology import DEAD_LETTER_QUEUE_NAME
 from tests.security.helpers import peek_queue
 from tests.support.api import sign_up
@@ -68,3 +70,22 @@ async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_rest_ap
 async def _dead_letter(message_id: str | None) -> dict[str, Any] | None:
     letters = peek_queue(DEAD_LETTER_QUEUE_NAME)
     return next((m for m in letters if m["properties"].get("message_id") == message_id), None)
+
+
+async def test_a_body_over_1_114_112_bytes_is_dead_lettered_and_one_at_the_limit_is_applied(http, primary) -> None:  # type: ignore[no-untyped-def]
+    owner = await sign_up(http)
+
+    def padded(title: str, size: int) -> Any:
+        body = json.dumps({"owner_id": owner.id, "title": title}).encode()
+        return command_message(body.ljust(size), actor=f"user:{owner.id}", owner=str(owner.id))  # JSON: spaces
+
+    at_limit, over = padded("at the limit", MAX_COMMAND_BYTES), padded("one byte over", MAX_COMMAND_BYTES + 1)
+    assert MAX_COMMAND_BYTES == 1_114_112  # the figure docs/publishing.md gives
+    await publish([("item.create", at_limit), ("item.create", over)])
+    sql = "SELECT status, detail FROM command WHERE command_id = $1"
+    outcomes = [
+        await eventually(lambda m=m: primary.fetchrow(sql, uuid.UUID(m.message_id)), lambda row: row is not None)
+        for m in (at_limit, over)
+    ]
+    assert [row["status"] for row in outcomes] == ["applied", "dead_lettered"]
+    assert f"larger than {MAX_COMMAND_BYTES} bytes" in outcomes[1]["detail"]

@@ -1,6 +1,6 @@
 """The embedded default: the worker's own code applies commands on SQLite built by Alembic."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts.commands import CommandName, CreateItem, CreateUser, DeleteUser
@@ -46,3 +46,29 @@ async def test_a_redelivered_command_has_one_effect_on_sqlite(sqlite: AsyncEngin
     again = (await UnitOfWork(sqlite).apply([signup])).outcomes
     assert first[0] == first[1] == again[0]
     assert await count(sqlite, User) == 1
+
+
+async def test_a_row_a_trigger_skips_is_dead_lettered_not_created_on_sqlite(sqlite: AsyncEngine) -> None:
+    """RAISE(IGNORE) skips the row without an error: its command is dead-lettered with that reason."""
+    signup = envelope(
+        CommandName.USER_CREATE, CreateUser(email="s@k.io", hashed_password=HASH, full_name="S"), Actor.anonymous()
+    )
+    [created] = (await apply_once(sqlite, [signup])).outcomes
+    assert created.resource_id is not None
+    async with sqlite.begin() as conn:
+        await conn.execute(
+            text("CREATE TRIGGER skip BEFORE INSERT ON item WHEN NEW.title = 'skip' BEGIN SELECT RAISE(IGNORE); END")
+        )
+    owner = Actor.user(created.resource_id)
+    titles = ["a", "b", "skip", "c"]
+    items = [
+        envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=created.resource_id, title=t), owner) for t in titles
+    ]
+    applied = await apply_once(sqlite, items)
+    assert [o.status for o in applied.outcomes] == ["applied", "applied", "dead_lettered", "applied"]
+    assert "not inserted" in applied.reasons[applied.outcomes[2].command_id]
+    async with sqlite.connect() as conn:
+        stored = (await conn.execute(select(Item.id, Item.title).order_by(Item.id))).all()
+    assert {(o.resource_id, title) for o, title in zip(applied.outcomes, titles, strict=True) if o.resource_id} == set(
+        map(tuple, stored)
+    )
