@@ -22,6 +22,7 @@ from gateway.deps import Services, caller, prefer_wait
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
 from gateway.pagination import MAX_SKIP, decode_cursor, next_cursor
+from gateway.paths import ITEM_ID, path_id
 from gateway.problems import Problem, answer_for
 from gateway.repository import Listing, UserRecord, list_items
 from gateway.routes.items import item_resource, read_owned_item
@@ -33,7 +34,7 @@ from shared.models import ItemStatus
 
 ITEMS = "/api/v1/items"
 ITEM = ITEMS + "/"
-ITEM_TEMPLATE = ITEM + "{item_id:int}"  # as the FastAPI route is labelled in the metrics
+ITEM_TEMPLATE = ITEMS + ITEM_ID  # as the FastAPI route is labelled in the metrics
 MAX_ID = 2**31 - 1
 JSON = b"application/json"
 KEY = re.compile(KEY_PATTERN)
@@ -58,14 +59,14 @@ class HotRoutes:
                 scope[ROUTE_KEY] = ITEMS
                 await _answering_errors(self._list_items, scope, receive, send)
                 return
-            if method == "GET" and path.startswith(ITEM) and path[len(ITEM) :].isdigit():
+            if method == "GET" and path.startswith(ITEM) and path_id(path[len(ITEM) :]) is not None:
                 scope[ROUTE_KEY] = ITEM_TEMPLATE
                 await _answering_errors(self._read_item, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
     async def _read_item(self, scope: Scope, receive: Receive, send: Send) -> None:
-        item_id = int(scope["path"][len(ITEM) :])
+        item_id = path_id(scope["path"][len(ITEM) :]) or 0
         headers: dict[bytes, str] = scope[HEADERS_KEY]
         services: Services = scope["app"].state.services
         token = _token(headers)

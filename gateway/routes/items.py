@@ -9,6 +9,7 @@ from gateway.apidoc import header, link, write_answers
 from gateway.deps import CurrentUser, PreferWaitDep, Services, ServicesDep, TokenDep
 from gateway.idempotency import IdempotencyKeyDep
 from gateway.pagination import Cursor, Skip, decode_cursor, next_cursor
+from gateway.paths import ITEM_ID
 from gateway.problems import Problem
 from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
 from gateway.writes import Resource, dispatch_as_caller
@@ -99,7 +100,7 @@ async def item_stats(user: CurrentUser, services: ServicesDep, token: TokenDep) 
 
 
 @router.get(
-    "/{item_id:int}",
+    ITEM_ID,
     operation_id="items-read",
     responses={200: {"headers": {"ETag": header("ETag")}}, 404: {"description": MISSING}},
 )
@@ -115,7 +116,7 @@ async def read_item(
 
 
 @router.patch(
-    "/{item_id:int}",
+    ITEM_ID,
     operation_id="items-update",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
@@ -141,7 +142,7 @@ async def update_item(
 
 
 @router.delete(
-    "/{item_id:int}",
+    ITEM_ID,
     operation_id="items-delete",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=None,
