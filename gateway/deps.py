@@ -7,6 +7,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from gateway import repository
 from gateway.bus import CommandBus
@@ -15,7 +16,7 @@ from gateway.limits import RateLimits
 from gateway.problems import Problem
 from gateway.recent_users import RecentUsers
 from gateway.repository import UserRecord
-from gateway.security import Passwords, password_stamp, subject_of
+from gateway.security import BEARER_KEY, Passwords, password_stamp, subject_of
 from gateway.status import StatusProbe
 from shared.settings import Settings
 
@@ -83,7 +84,20 @@ async def get_prefer_wait(
 
 PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
 
-oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
+
+class _EdgeBearer(OAuth2PasswordBearer):
+    """The bearer token gateway/edge.py read (the header is read once, and only one is accepted)."""
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        if BEARER_KEY not in request.scope:  # an app without the edge in front
+            return await super().__call__(request)
+        token: str | None = request.scope[BEARER_KEY]
+        if token is None:
+            raise self.make_not_authenticated_error()
+        return token
+
+
+oauth2 = _EdgeBearer(tokenUrl="/api/v1/login/access-token")
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 

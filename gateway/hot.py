@@ -27,6 +27,7 @@ from gateway.problems import Problem, answer_for
 from gateway.repository import Listing, UserRecord, list_items
 from gateway.routes.items import item_resource, read_owned_item
 from gateway.schemas import ItemCreate, item_json
+from gateway.security import BEARER_KEY
 from gateway.writes import dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateItem
 from shared.etag import item_etag
@@ -70,7 +71,7 @@ class HotRoutes:
         headers: dict[bytes, str] = scope[HEADERS_KEY]
         services: Services = scope["app"].state.services
         token = _token(headers)
-        user = await _caller(services, headers, token) if token is not NOT_THIS_PATH else None
+        user = await _caller(services, scope[BEARER_KEY], token) if token is not NOT_THIS_PATH else None
         if user is None or not 0 < item_id <= MAX_ID:
             await self.app(scope, receive, send)
             return
@@ -86,7 +87,7 @@ class HotRoutes:
         services: Services = scope["app"].state.services
         token = _token(headers)
         asked = _listing(scope["query_string"]) if token is not NOT_THIS_PATH else None
-        user = await _caller(services, headers, token) if asked is not None else None
+        user = await _caller(services, scope[BEARER_KEY], token) if asked is not None else None
         if asked is None or user is None:
             await self.app(scope, receive, send)
             return
@@ -107,7 +108,7 @@ class HotRoutes:
         token = _token(headers)
         usable = token is not NOT_THIS_PATH and _is_json(headers) and (key is None or KEY.match(key))
         fields = _valid_item(body) if usable else None
-        user = await _caller(services, headers, token) if fields is not None else None
+        user = await _caller(services, scope[BEARER_KEY], token) if fields is not None else None
         if fields is None or user is None:
             await self.app(scope, replay, send)
             return
@@ -130,13 +131,12 @@ async def _answering_errors(handle: Handler, scope: Scope, receive: Receive, sen
         await answer(scope, receive, send)
 
 
-async def _caller(services: Services, headers: dict[bytes, str], token: int | None) -> UserRecord | None:
+async def _caller(services: Services, credentials: str | None, token: int | None) -> UserRecord | None:
     """The verified caller, or None when the route should answer (no token, a refused one)."""
-    scheme, _, credentials = headers.get(b"authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
+    if credentials is None:
         return None
     try:
-        return await caller(services, credentials.strip(), token)
+        return await caller(services, credentials, token)
     except (jwt.InvalidTokenError, Problem):
         return None
 
