@@ -78,12 +78,12 @@ class Reads:
         failover) goes to the primary at once: no replica would ever replay it.
         """
         watermark, primary = self.watermark, self.primary_position
-        if token is None or watermark is None or primary is None or watermark.replayed >= token:
+        if token is None or watermark is None or primary is None or watermark.shows(token):
             return True
         if await watermark.reached(token, self._wait_left(), readings=1):
             return True
-        if not await primary.reached(token):
-            return False
+        if not watermark.standby or not await primary.reached(token):
+            return False  # the server answering for the replica replays nothing (promoted): never there
         return await watermark.reached(token, self._wait_left())
 
     def _wait_left(self) -> float:
