@@ -15,9 +15,8 @@ from gateway.deps import Services
 from gateway.edge import Edge
 from gateway.hot import HotRoutes
 from gateway.limits import RateLimits
-from gateway.metrics import instrument
 from gateway.recent_users import RecentUsers
-from gateway.routes import activity, commands, docs, health, imports, items, login, users
+from gateway.routes import activity, commands, docs, health, imports, items, login, metrics, users
 from gateway.security import Passwords
 from gateway.status import StatusProbe
 from shared.logging import configure_logging
@@ -112,5 +111,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(docs.router)
-    instrument(app)
+    app.include_router(metrics.router)
     return app
