@@ -11,13 +11,13 @@ from fastapi import APIRouter, FastAPI
 from gateway import apidoc, problems
 from gateway.bus import CommandBus
 from gateway.consistency import Reads
-from gateway.deps import Services
 from gateway.edge import Edge
 from gateway.hot import HotRoutes
 from gateway.limits import RateLimits
 from gateway.recent_users import RecentUsers
 from gateway.routes import activity, commands, docs, health, imports, items, login, metrics, users
 from gateway.security import Passwords
+from gateway.services import Services
 from gateway.status import StatusProbe
 from shared.logging import configure_logging
 from shared.publishing import Publisher
@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)
-    app.add_middleware(HotRoutes)  # the routes that carry the load, behind the edge
+    if settings.fast_path:
+        app.add_middleware(HotRoutes)  # the routes that carry the load, behind the edge
     app.add_middleware(Edge, settings=settings, rate_limits=rate_limits)  # 431 / 413 / 429 before any route
     problems.install(app)
     api = APIRouter(prefix="/api/v1")

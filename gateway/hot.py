@@ -17,21 +17,20 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import items
+from gateway.auth import caller
 from gateway.consistency import TOKEN_HEADER, parse_token
-from gateway.deps import Services, caller, prefer_wait
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
-from gateway.pagination import MAX_SKIP, decode_cursor, next_cursor
+from gateway.items import ItemListing
 from gateway.paths import ITEM_ID, path_id
 from gateway.problems import Problem, answer_for
-from gateway.repository import Listing, UserRecord, list_items
-from gateway.routes.items import item_resource, read_owned_item
+from gateway.repository import UserRecord
 from gateway.schemas import ItemCreate, item_json
 from gateway.security import BEARER_KEY
-from gateway.writes import dispatch_as_caller
-from shared.contracts.commands import CommandName, CreateItem
+from gateway.services import Services
+from gateway.writes import prefer_wait
 from shared.etag import item_etag
-from shared.models import ItemStatus
 
 ITEMS = "/api/v1/items"
 ITEM = ITEMS + "/"
@@ -75,7 +74,7 @@ class HotRoutes:
         if user is None or not 0 < item_id <= MAX_ID:
             await self.app(scope, receive, send)
             return
-        item = await read_owned_item(services, token, item_id, user.id)
+        item = await items.read_item(services, token, item_id, user.id)
         if item is None:
             await self.app(scope, receive, send)  # the route answers the 404
             return
@@ -91,13 +90,8 @@ class HotRoutes:
         if asked is None or user is None:
             await self.app(scope, receive, send)
             return
-        listing = Listing(user.id, user.full_name, **asked)
-        rows, count = await services.reads.run(token, lambda conn: list_items(conn, listing))
-        page = {
-            "data": [row._asdict() for row in rows],
-            "count": count,
-            "next_cursor": next_cursor(rows, listing.limit),
-        }
+        page = await items.list_items(services, user, token, asked)
+        page["data"] = [row._asdict() for row in page["data"]]
         await _send_json(send, 200, to_json(page), [])  # ItemsPage's JSON (its fields, in its order)
 
     async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,12 +106,8 @@ class HotRoutes:
         if fields is None or user is None:
             await self.app(scope, replay, send)
             return
-        command = CreateItem.model_construct(fields.model_fields_set | {"owner_id"}, owner_id=user.id, **dict(fields))
         wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
-        response = await dispatch_as_caller(
-            services, user.id, CommandName.ITEM_CREATE, command, wait_s=wait, resource=item_resource(user.id),
-            key=key, route="POST /items", fingerprinted=fields,
-        )  # fmt: skip
+        response = await items.create_item(services, user, fields, wait=wait, key=key)
         await response(scope, replay, send)
 
 
@@ -152,44 +142,17 @@ def _token(headers: dict[bytes, str]) -> Any:
         return NOT_THIS_PATH
 
 
-LISTING = {"limit", "skip", "status", "q", "cursor"}
-CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")  # gateway/pagination.py Cursor
-STATUSES = frozenset(status.value for status in ItemStatus)
-
-
-def _listing(query_string: bytes) -> dict[str, Any] | None:
-    """The listing asked, when every parameter is one this path accepts as the route would (None:
-    the route answers, whether it accepts it or says why not)."""
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+def _listing(query_string: bytes) -> ItemListing | None:
+    """The listing asked, read as the route reads its query (None: the route answers, whether it
+    accepts the query or says why not)."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)  # as Starlette reads it
     given = dict(pairs)
-    if len(given) != len(pairs) or not set(given) <= LISTING:
+    if len(given) != len(pairs) or "" in given.values():  # a name twice, a blank value: the route's call
         return None
-    asked: dict[str, Any] = {"limit": 100, "skip": 0}
-    for name in ("limit", "skip"):
-        if name in given:
-            value = given[name]
-            if not (value.isascii() and value.isdigit()) or len(value) > 6:
-                return None
-            asked[name] = int(value)
-    if not (1 <= asked["limit"] <= 100 and asked["skip"] <= MAX_SKIP):
+    try:
+        return ItemListing.model_validate(given)
+    except ValidationError:
         return None
-    if "status" in given:
-        if given["status"] not in STATUSES:
-            return None
-        asked["status"] = given["status"]
-    if "q" in given:
-        q = given["q"]
-        if not 1 <= len(q) <= 100 or not q.isprintable():
-            return None
-        asked["q"] = q
-    if "cursor" in given:
-        if not CURSOR.fullmatch(given["cursor"]):
-            return None
-        try:
-            asked["after"] = decode_cursor(given["cursor"])
-        except Problem:
-            return None
-    return asked
 
 
 def _is_json(headers: dict[bytes, str]) -> bool:

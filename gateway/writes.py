@@ -1,6 +1,7 @@
 """Turn a validated request into a published command, and its outcome into an HTTP answer."""
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ from pydantic import BaseModel
 from gateway import repository
 from gateway.bus import BusUnavailable
 from gateway.consistency import TOKEN_HEADER, parse_token, replayed_position
-from gateway.deps import Services
 from gateway.idempotency import IdempotentRequest, idempotent
 from gateway.problems import problem_response
 from gateway.schemas import Accepted
+from gateway.services import Services
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode
@@ -33,6 +34,13 @@ REJECTION_STATUS = {
     OutcomeCode.IDEMPOTENCY_KEY_REUSED: 422,
 }
 SUCCESS_STATUS = {OutcomeCode.CREATED: 201, OutcomeCode.UPDATED: 200, OutcomeCode.DELETED: 204}
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+def prefer_wait(value: str | None, cap: float) -> float | None:
+    """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
+    match = _PREFER_WAIT.search(value or "")
+    return min(float(match.group(1)), cap) if match else None
 
 
 @dataclass(frozen=True)

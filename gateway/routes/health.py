@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import text
 
-from gateway.deps import Services, ServicesDep
+from gateway.deps import ServicesDep
 from gateway.schemas import Liveness, Readiness, SystemStatus
+from gateway.services import Services
 from shared.reading import ReadConnection, ReadDatabase
 
 router = APIRouter(prefix="/health", tags=["health"])
