@@ -42,10 +42,11 @@ run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8
 test: install services  ## Run the whole test suite against the real services
 	$(PY) -m pytest
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and the import layers (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared gateway worker
+	$(VENV)/bin/lint-imports
 
 docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
 	$(PY) -m worker.asyncapi docs/asyncapi.yaml

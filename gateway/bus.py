@@ -4,12 +4,10 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from gateway.idempotency import IdempotentRequest
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
@@ -18,8 +16,6 @@ from shared.publishing import NotConfirmed, Publisher, command_message
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     GATEWAY_REPLY_PREFIX,
-    HEADER_FINGERPRINT,
-    HEADER_IDEMPOTENCY_KEY,
     declare_queue,
     gateway_reply_queue,
 )
@@ -61,17 +57,14 @@ class CommandBus:
         command_id: uuid.UUID,
         actor: Actor,
         owner_key: str,
-        idempotent: IdempotentRequest | None = None,
+        headers: dict[str, str] | None = None,
         reply: bool = False,
     ) -> None:
         """Return once the broker has confirmed the command; raise BusUnavailable otherwise.
 
         With `reply`, the worker sends the outcome to this process's reply queue (for Prefer: wait).
         """
-        headers: dict[str, Any] = trace_headers(command_id)  # x-request-id: the HTTP request behind it
-        if idempotent is not None:
-            headers[HEADER_IDEMPOTENCY_KEY] = str(idempotent.key_id)
-            headers[HEADER_FINGERPRINT] = idempotent.fingerprint
+        headers = trace_headers(command_id) | (headers or {})  # x-request-id: the HTTP request behind it
         message = command_message(
             body.model_dump_json(exclude_unset=True).encode(),
             command_id=command_id,

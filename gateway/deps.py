@@ -8,10 +8,12 @@ from starlette.requests import HTTPConnection
 
 from gateway.auth import caller
 from gateway.consistency import TOKEN_PATTERN, parse_token
+from gateway.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from gateway.problems import Problem
 from gateway.repository import UserRecord
+from gateway.request import FIELD_VALUE, prefer_wait
 from gateway.security import BEARER_KEY
 from gateway.services import Services
-from gateway.writes import prefer_wait
 
 
 async def get_services(request: Request) -> Services:
@@ -36,9 +38,6 @@ async def get_consistency_token(
 
 
 TokenDep = Annotated[int | None, Depends(get_consistency_token)]
-
-# Any HTTP field value (RFC 9110 §5.5): only `wait` is read, anything else is ignored, never refused.
-FIELD_VALUE = r"^[\t\x20-\x7e\x80-\xff]*$"
 
 
 async def get_prefer_wait(
@@ -80,3 +79,22 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
+
+
+async def get_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=KEY_PATTERN,
+            description="A retry with the same key and body answers the first request's outcome, applied once",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
+        raise Problem(400, f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable characters")
+    return idempotency_key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]

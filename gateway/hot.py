@@ -19,17 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import items
 from gateway.auth import caller
-from gateway.consistency import TOKEN_HEADER, parse_token
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
 from gateway.items import ItemListing
-from gateway.paths import ITEM_ID, path_id
 from gateway.problems import Problem, answer_for
 from gateway.repository import UserRecord
+from gateway.request import ITEM_ID, path_id, prefer_wait
 from gateway.schemas import ItemCreate, item_json
 from gateway.security import BEARER_KEY
 from gateway.services import Services
-from gateway.writes import prefer_wait
+from gateway.wal import TOKEN_HEADER, parse_token
 from shared.etag import item_etag
 
 ITEMS = "/api/v1/items"
@@ -49,21 +48,30 @@ class HotRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path, method = scope["path"], scope["method"]
-            if method == "POST" and path == ITEMS:
-                scope[ROUTE_KEY] = ITEMS
-                await _answering_errors(self._create_item, scope, receive, send)
-                return
-            if method == "GET" and path == ITEMS:
-                scope[ROUTE_KEY] = ITEMS
-                await _answering_errors(self._list_items, scope, receive, send)
-                return
-            if method == "GET" and path.startswith(ITEM) and path_id(path[len(ITEM) :]) is not None:
-                scope[ROUTE_KEY] = ITEM_TEMPLATE
-                await _answering_errors(self._read_item, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        handle = self._handler(scope) if scope["type"] == "http" else None
+        if handle is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await handle(scope, receive, send)
+        except Exception as error:  # as the routes answer it: a Problem as itself, a database away as 503
+            if (answer := answer_for(error)) is None:
+                raise
+            await answer(scope, receive, send)
+
+    def _handler(self, scope: Scope) -> Handler | None:
+        """The fast path of this request, noting its route template (None: the routes take it)."""
+        path, method = scope["path"], scope["method"]
+        if method == "POST" and path == ITEMS:
+            scope[ROUTE_KEY] = ITEMS
+            return self._create_item
+        if method == "GET" and path == ITEMS:
+            scope[ROUTE_KEY] = ITEMS
+            return self._list_items
+        if method == "GET" and path.startswith(ITEM) and path_id(path[len(ITEM) :]) is not None:
+            scope[ROUTE_KEY] = ITEM_TEMPLATE
+            return self._read_item
+        return None
 
     async def _read_item(self, scope: Scope, receive: Receive, send: Send) -> None:
         item_id = path_id(scope["path"][len(ITEM) :]) or 0
@@ -109,16 +117,6 @@ class HotRoutes:
         wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
         response = await items.create_item(services, user, fields, wait=wait, key=key)
         await response(scope, replay, send)
-
-
-async def _answering_errors(handle: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-    """Errors as the routes answer them: a Problem as itself, an unreachable database as 503."""
-    try:
-        await handle(scope, receive, send)
-    except Exception as error:
-        if (answer := answer_for(error)) is None:
-            raise
-        await answer(scope, receive, send)
 
 
 async def _caller(services: Services, credentials: str | None, token: int | None) -> UserRecord | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, String, bindparam, func, select, tuple_
+from sqlalchemy import Select, String, bindparam, func, select, text, tuple_
 
 from shared.models import Command, ImportJob, Item, User
 from shared.reading import ReadConnection
@@ -155,3 +155,11 @@ async def list_activity(conn: ReadConnection, actor: str, limit: int) -> list[An
 
 async def get_import(conn: ReadConnection, import_id: uuid.UUID) -> Any:
     return await conn.first(_IMPORT, {"import_id": import_id})
+
+
+SEEN = text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text")
+
+
+async def replayed_position(conn: ReadConnection) -> str:
+    """A token covering everything this connection sees (on the primary: its current position)."""
+    return str(await conn.scalar(SEEN))

@@ -1,14 +1,18 @@
 """What one gateway process holds for its whole life, set up in gateway/app.py's lifespan."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-from gateway.bus import CommandBus
-from gateway.consistency import Reads
-from gateway.limits import RateLimits
-from gateway.recent_users import RecentUsers
-from gateway.security import Passwords
-from gateway.status import StatusProbe
-from shared.settings import Settings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a record of what the lifespan built: whoever holds one needs none of these modules
+    from gateway.bus import CommandBus
+    from gateway.consistency import Reads
+    from gateway.limits import RateLimits
+    from gateway.recent_users import RecentUsers
+    from gateway.security import Passwords
+    from gateway.status import StatusProbe
+    from shared.settings import Settings
 
 
 @dataclass

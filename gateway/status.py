@@ -7,7 +7,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import Boolean, Float, String, text
 
-from gateway.consistency import parse_token
+from gateway.wal import parse_token
 from shared.reading import PostgresDatabase, ReadConnection, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 

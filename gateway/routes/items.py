@@ -6,11 +6,10 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from gateway import items, repository
 from gateway.apidoc import header, link, write_answers
-from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep, TokenDep
-from gateway.idempotency import IdempotencyKeyDep
+from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep, TokenDep
 from gateway.items import ItemListing
-from gateway.paths import ITEM_ID
 from gateway.problems import Problem
+from gateway.request import ITEM_ID
 from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
 from gateway.writes import dispatch_as_caller
 from shared.contracts.commands import CommandName, DeleteItem, UpdateItem

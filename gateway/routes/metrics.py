@@ -3,8 +3,8 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.checks import get_checks
 from gateway.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, exposition
-from gateway.routes.health import get_checks
 
 router = APIRouter()
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Path, Response, status
 
 from gateway import repository
 from gateway.apidoc import write_answers
-from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
-from gateway.idempotency import IdempotencyKeyDep, idempotent
-from gateway.paths import USER_ID
+from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep
+from gateway.idempotency import idempotent
 from gateway.problems import Problem
+from gateway.request import USER_ID
 from gateway.schemas import PasswordChange, UserCreate, UserRead, UserUpdateMe
 from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser

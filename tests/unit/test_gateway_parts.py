@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.consistency import parse_token
+from gateway.request import _PREFER_WAIT
 from gateway.security import Passwords, Subject, create_access_token, password_stamp, subject_of
-from gateway.writes import _PREFER_WAIT
 from shared.settings import Settings
 from tests.support.embedded import HASH
 from tests.support.polling import eventually
