@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
+from shared.contracts.messages import command_message
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
-from shared.publishing import NotConfirmed, Publisher, command_message
+from shared.publishing import NotConfirmed, Publisher
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     GATEWAY_REPLY_PREFIX,

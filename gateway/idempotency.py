@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from shared.topology import HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
+from shared.contracts.headers import HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 
 NAMESPACE = uuid.UUID("6f1d3c9e-7c1b-4a52-9d8e-0b6a4c2f3e10")
 MAX_KEY_LENGTH = 255

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-HEADER_REQUEST_ID = "x-request-id"
+from shared.contracts.headers import HEADER_REQUEST_ID
+
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|hash|jwt|cookie", re.IGNORECASE)
 _SECRET_VALUES = [
     re.compile(r"\$argon2(?:id|i|d)\$[\w$,=+/.-]*"),  # PHC hashes: $argon2id$v=19$m=…,t=…,p=…$salt$digest
