@@ -22,6 +22,7 @@ from gateway.status import StatusProbe
 from shared.logging import configure_logging
 from shared.publishing import Publisher
 from shared.reading import read_database
+from shared.retry import backoff
 from shared.settings import Settings, get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, TopologyMismatch, declare_topology
 from shared.tracing import configure_tracing, http_telemetry
@@ -32,8 +33,7 @@ STARTUP_WAIT_S = 10.0
 
 async def _declare_topology_if_allowed(settings: Settings) -> None:
     """Declare the topology, unless our bus user may only publish (production: the worker declares it)."""
-    delay = 0.5
-    while True:
+    for delay in backoff():
         try:
             await declare_topology(settings.rabbit_url, settings.command_partitions)
             return
@@ -46,7 +46,6 @@ async def _declare_topology_if_allowed(settings: Settings) -> None:
         except Exception as error:
             log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def _connect(bus: CommandBus, settings: Settings) -> None:
@@ -54,15 +53,13 @@ async def _connect(bus: CommandBus, settings: Settings) -> None:
     worker declares it when we may not): until then, writes answer 503."""
     await _declare_topology_if_allowed(settings)
     await bus.start()
-    delay = 0.5
-    while True:
+    for delay in backoff():
         try:
             await bus.publisher.exchange(COMMANDS_EXCHANGE_NAME)
             return
         except Exception as error:
             log.warning("commands exchange not found (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -16,6 +16,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from shared import tracing
+from shared.retry import backoff
 
 log = logging.getLogger(__name__)
 DEFAULT_EXCHANGE = ""  # replies go to a queue by name, through the default exchange
@@ -57,15 +58,13 @@ class Publisher:
 
     async def connect_when_possible(self, max_delay_s: float = 10.0) -> None:
         """Connect, retrying with capped backoff: a process starts even while the broker is down."""
-        delay = 0.5
-        while True:
+        for delay in backoff(cap_s=max_delay_s):
             try:
                 await self.connect()
                 return
             except Exception as error:
                 log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay_s)
 
     async def exchange(self, name: str) -> AbstractExchange:
         """An exchange by name, looked up passively once (publishing needs no configure permission)."""
