@@ -6,17 +6,14 @@ import logging
 import math
 import re
 
-from sqlalchemy import text
-
-from shared.reading import ReadConnection, ReadDatabase
+from gateway import repository
+from shared.reading import ReadDatabase
 
 log = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Consistency-Token"
 TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
 _LSN = re.compile(TOKEN_PATTERN)
 FRESH_S = 1.0  # how long one reading of the replica counts (a replaced replica is noticed within it)
-REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
-WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
 
 
 def parse_token(value: str) -> int:
@@ -26,14 +23,6 @@ def parse_token(value: str) -> int:
         raise ValueError("a consistency token looks like 0/16B3748")
     high, low = value.strip().split("/")
     return (int(high, 16) << 32) | int(low, 16)
-
-
-async def _replayed(conn: ReadConnection) -> int | None:
-    return await conn.scalar(REPLAYED)  # type: ignore[no-any-return]
-
-
-async def _written(conn: ReadConnection) -> int:
-    return await conn.scalar(WRITTEN)  # type: ignore[no-any-return]
 
 
 class ReplicaWatermark:
@@ -86,7 +75,7 @@ class ReplicaWatermark:
 
     async def read_replayed(self) -> int | None:
         """The replay position of the server that answers; None when it is not a standby."""
-        return await self.database.run(_replayed)
+        return await self.database.run(repository.replay_position)
 
     async def _poll(self) -> None:
         while self._waiters > 0:
@@ -128,7 +117,7 @@ class PrimaryPosition:
 
     async def _read(self) -> bool:
         try:
-            value = await self.database.run(_written)
+            value = await self.database.run(repository.write_position)
         except Exception as error:
             log.warning("primary WAL position unavailable: %r", error)
             return False

@@ -3,16 +3,15 @@
 import asyncio
 
 from fastapi import APIRouter, Response
-from sqlalchemy import text
 
+from gateway import repository
 from gateway.checks import CachedChecks, ChecksDep
 from gateway.deps import ServicesDep
 from gateway.schemas import Liveness, Readiness, SystemStatus
 from gateway.services import Services
-from shared.reading import ReadConnection, ReadDatabase
+from shared.reading import ReadDatabase
 
 router = APIRouter(prefix="/health", tags=["health"])
-EXPECTED_TABLES = ("user", "item", "command")
 
 
 @router.get("/live", operation_id="health-live")
@@ -21,17 +20,8 @@ async def live() -> Liveness:
     return Liveness()
 
 
-PROBES = [text(f'SELECT 1 FROM "{table}" LIMIT 1') for table in EXPECTED_TABLES]
-
-
-async def _probe(conn: ReadConnection) -> bool:
-    for probe in PROBES:
-        await conn.scalar(probe)
-    return True
-
-
 async def _has_tables(database: ReadDatabase) -> bool:
-    return await database.run(_probe)
+    return await database.run(repository.has_tables)
 
 
 async def _ready_checks(services: Services, checks: CachedChecks) -> dict[str, bool]:
