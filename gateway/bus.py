@@ -22,7 +22,6 @@ from shared.topology import (
 )
 
 log = logging.getLogger(__name__)
-REPLY_QUEUE_PREFIX = GATEWAY_REPLY_PREFIX  # the gateway's own reply queues (its bus user may read them)
 
 
 class BusUnavailable(Exception):
@@ -39,7 +38,7 @@ class CommandBus:
     def __init__(self, publisher: Publisher, timeout_s: float) -> None:
         self.publisher = publisher
         self.timeout_s = timeout_s
-        self.reply_queue = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}"
+        self.reply_queue = f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}"  # its bus user may read these
         self._waiters: defaultdict[uuid.UUID, list[asyncio.Future[Outcome]]] = defaultdict(list)
 
     async def start(self) -> None:

@@ -161,11 +161,6 @@ def write_line(event: str, logger: str, fields: dict[str, Any], level: int = log
     _pending.add(json.dumps(line, default=str) + "\n")
 
 
-def flush_lines() -> None:
-    """Write what waits (before a process ends its event loop)."""
-    _pending.flush()
-
-
 def configure_logging(service: str, level: int | str = logging.INFO) -> None:
     """JSON lines on stderr for structlog and standard-library loggers alike (idempotent).
 
