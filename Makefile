@@ -46,10 +46,11 @@ soak: install services  ## Longer runs than make test: HISTORIES (default 1000) 
 	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \
 	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed $(PY) -m pytest tests/worker/test_histories.py
 
-lint: install  ## ruff and mypy
+lint: install  ## ruff, mypy and the import layers (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared gateway worker
+	$(VENV)/bin/lint-imports
 
 docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
 	$(PY) -m worker.asyncapi docs/asyncapi.yaml

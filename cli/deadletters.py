@@ -10,11 +10,10 @@ import aio_pika
 import typer
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from shared.contracts.headers import HEADER_DEATH_REASON, HEADER_ORIGINAL_ROUTING_KEY
 from shared.settings import get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_QUEUE_NAME
 
-HEADER_DEATH_REASON = "x-death-reason"
-HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
 BOOKKEEPING = {HEADER_DEATH_REASON, HEADER_ORIGINAL_ROUTING_KEY, "x-death", "x-first-death-exchange",
                "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
                "x-last-death-reason", "x-delivery-count"}  # fmt: skip

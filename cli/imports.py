@@ -14,11 +14,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy import select
 
+from cli import repository
 from shared.db import create_engine
 from shared.importer import SourceError, count, format_of, publish_import
-from shared.models import ImportJob, ImportState
+from shared.models import ImportState
 from shared.publishing import Publisher
 from shared.settings import get_settings
 
@@ -47,7 +47,7 @@ async def _follow(import_id: uuid.UUID, timeout_s: float, progress: Progress, ro
     try:
         while time.monotonic() - started < timeout_s:
             async with engine.connect() as conn:
-                job = (await conn.execute(select(ImportJob.__table__).where(ImportJob.id == import_id))).first()
+                job = await repository.import_job(conn, import_id)
             if job is not None:
                 done = job.applied + job.rejected
                 progress.update(task, completed=done, rate=done / max(time.monotonic() - started, 1e-6))

@@ -16,11 +16,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 
-from gateway.consistency import TOKEN_PATTERN
-from gateway.deps import FIELD_VALUE, get_current_user
 from gateway.limits import WRITE_METHODS
 from gateway.problems import PROBLEM_JSON
+from gateway.request import FIELD_VALUE
 from gateway.schemas import Accepted, FieldError, Problem
+from gateway.wal import TOKEN_PATTERN
 from shared.contracts.outcomes import Outcome
 from shared.logging import _REQUEST_ID
 
@@ -158,7 +158,7 @@ def _complete(operation: dict[str, Any], path: str, method: str, calls: set[Call
     api = path.startswith(API_PREFIX)
     shared = {413, 431}
     shared |= {503} if api else set()
-    shared |= {401} if get_current_user in calls else set()
+    shared |= {401} if operation.get("security") else set()  # the bearer token: gateway/deps.py oauth2
     shared |= {429} if api and method in WRITE_METHODS else set()
     shared |= {422} if operation.get("parameters") or operation.get("requestBody") else set()
     for status in sorted(shared):

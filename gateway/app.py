@@ -11,18 +11,18 @@ from fastapi import APIRouter, FastAPI
 from gateway import apidoc, problems
 from gateway.bus import CommandBus
 from gateway.consistency import Reads
-from gateway.deps import Services
 from gateway.edge import Edge
 from gateway.hot import HotRoutes
 from gateway.limits import RateLimits
-from gateway.metrics import instrument
 from gateway.recent_users import RecentUsers
-from gateway.routes import activity, commands, docs, health, imports, items, login, users
+from gateway.routes import activity, commands, docs, health, imports, items, login, metrics, users
 from gateway.security import Passwords
+from gateway.services import Services
 from gateway.status import StatusProbe
 from shared.logging import configure_logging
 from shared.publishing import Publisher
 from shared.reading import read_database
+from shared.retry import backoff
 from shared.settings import Settings, get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, TopologyMismatch, declare_topology
 from shared.tracing import configure_tracing, http_telemetry
@@ -33,8 +33,7 @@ STARTUP_WAIT_S = 10.0
 
 async def _declare_topology_if_allowed(settings: Settings) -> None:
     """Declare the topology, unless our bus user may only publish (production: the worker declares it)."""
-    delay = 0.5
-    while True:
+    for delay in backoff():
         try:
             await declare_topology(settings.rabbit_url, settings.command_partitions)
             return
@@ -47,7 +46,6 @@ async def _declare_topology_if_allowed(settings: Settings) -> None:
         except Exception as error:
             log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 async def _connect(bus: CommandBus, settings: Settings) -> None:
@@ -55,15 +53,13 @@ async def _connect(bus: CommandBus, settings: Settings) -> None:
     worker declares it when we may not): until then, writes answer 503."""
     await _declare_topology_if_allowed(settings)
     await bus.start()
-    delay = 0.5
-    while True:
+    for delay in backoff():
         try:
             await bus.publisher.exchange(COMMANDS_EXCHANGE_NAME)
             return
         except Exception as error:
             log.warning("commands exchange not found (%r); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)
-    app.add_middleware(HotRoutes)  # the routes that carry the load, behind the edge
+    if settings.fast_path:
+        app.add_middleware(HotRoutes)  # the routes that carry the load, behind the edge
     app.add_middleware(Edge, settings=settings, rate_limits=rate_limits)  # 431 / 413 / 429 before any route
     problems.install(app)
     api = APIRouter(prefix="/api/v1")
@@ -112,5 +109,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(docs.router)
-    instrument(app)
+    app.include_router(metrics.router)
     return app

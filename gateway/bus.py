@@ -4,28 +4,24 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
-from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from gateway.idempotency import IdempotentRequest
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
+from shared.contracts.messages import command_message
 from shared.contracts.outcomes import Outcome
 from shared.logging import trace_headers
-from shared.publishing import NotConfirmed, Publisher, command_message
+from shared.publishing import NotConfirmed, Publisher
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     GATEWAY_REPLY_PREFIX,
-    HEADER_FINGERPRINT,
-    HEADER_IDEMPOTENCY_KEY,
     declare_queue,
     gateway_reply_queue,
 )
 
 log = logging.getLogger(__name__)
-REPLY_QUEUE_PREFIX = GATEWAY_REPLY_PREFIX  # the gateway's own reply queues (its bus user may read them)
 
 
 class BusUnavailable(Exception):
@@ -42,7 +38,7 @@ class CommandBus:
     def __init__(self, publisher: Publisher, timeout_s: float) -> None:
         self.publisher = publisher
         self.timeout_s = timeout_s
-        self.reply_queue = f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}"
+        self.reply_queue = f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}"  # its bus user may read these
         self._waiters: defaultdict[uuid.UUID, list[asyncio.Future[Outcome]]] = defaultdict(list)
 
     async def start(self) -> None:
@@ -61,17 +57,14 @@ class CommandBus:
         command_id: uuid.UUID,
         actor: Actor,
         owner_key: str,
-        idempotent: IdempotentRequest | None = None,
+        headers: dict[str, str] | None = None,
         reply: bool = False,
     ) -> None:
         """Return once the broker has confirmed the command; raise BusUnavailable otherwise.
 
         With `reply`, the worker sends the outcome to this process's reply queue (for Prefer: wait).
         """
-        headers: dict[str, Any] = trace_headers(command_id)  # x-request-id: the HTTP request behind it
-        if idempotent is not None:
-            headers[HEADER_IDEMPOTENCY_KEY] = str(idempotent.key_id)
-            headers[HEADER_FINGERPRINT] = idempotent.fingerprint
+        headers = trace_headers(command_id) | (headers or {})  # x-request-id: the HTTP request behind it
         message = command_message(
             body.model_dump_json(exclude_unset=True).encode(),
             command_id=command_id,

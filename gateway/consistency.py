@@ -5,36 +5,21 @@ clock and every later read of the same request uses what is left (then the prima
 """
 
 import asyncio
-import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import text
-
 from gateway.problems import Problem
-from gateway.wal import PrimaryPosition, ReplicaWatermark
-from shared.reading import PostgresDatabase, Read, ReadConnection, ReadDatabase
+from gateway.wal import TOKEN_HEADER, TOKEN_PATTERN, PrimaryPosition, ReplicaWatermark, parse_token
+from shared.reading import PostgresDatabase, Read, ReadDatabase
 
-TOKEN_HEADER = "X-Consistency-Token"
-SERVED_BY_HEADER = "X-Served-By"
-TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
-_LSN = re.compile(TOKEN_PATTERN)
+__all__ = ["TOKEN_HEADER", "TOKEN_PATTERN", "Reads", "begin_reads", "parse_token"]
+
 # Concurrent fallback reads on the primary, out of its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW): the
 # rest stays free for the reads that must be there, whoever floods the fallbacks.
 FALLBACK_SLOTS = 4
 SLOT_WAIT_FLOOR_S = 0.1
 T = TypeVar("T")
-SEEN = text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text")
-
-
-def parse_token(value: str) -> int:
-    """A PostgreSQL LSN ("16/B374D848") as a number; raises ValueError if it is not one."""
-    match = _LSN.match(value.strip())
-    if not match:
-        raise ValueError("a consistency token looks like 0/16B3748")
-    high, low = value.strip().split("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 @dataclass
@@ -78,12 +63,12 @@ class Reads:
         failover) goes to the primary at once: no replica would ever replay it.
         """
         watermark, primary = self.watermark, self.primary_position
-        if token is None or watermark is None or primary is None or watermark.replayed >= token:
+        if token is None or watermark is None or primary is None or watermark.shows(token):
             return True
         if await watermark.reached(token, self._wait_left(), readings=1):
             return True
-        if not await primary.reached(token):
-            return False
+        if not watermark.standby or not await primary.reached(token):
+            return False  # the server answering for the replica replays nothing (promoted): never there
         return await watermark.reached(token, self._wait_left())
 
     def _wait_left(self) -> float:
@@ -134,8 +119,3 @@ def _note(database: str) -> None:
     request = _request.get()
     if request is not None:
         request.served_by.append(database)
-
-
-async def replayed_position(conn: ReadConnection) -> str:
-    """A token covering everything this connection sees (on the primary: its current position)."""
-    return str(await conn.scalar(SEEN))

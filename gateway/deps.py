@@ -1,36 +1,19 @@
 """FastAPI dependencies: the process's services, the caller, the consistency token, Prefer: wait."""
 
-import re
-from dataclasses import dataclass
 from typing import Annotated
 
-import jwt
 from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
-from gateway import repository
-from gateway.bus import CommandBus
-from gateway.consistency import TOKEN_PATTERN, Reads, parse_token
-from gateway.limits import RateLimits
+from gateway.auth import caller
+from gateway.consistency import TOKEN_PATTERN, parse_token
+from gateway.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from gateway.problems import Problem
-from gateway.recent_users import RecentUsers
 from gateway.repository import UserRecord
-from gateway.security import Passwords, password_stamp, subject_of
-from gateway.status import StatusProbe
-from shared.settings import Settings
-
-
-@dataclass
-class Services:
-    """What one gateway process holds for its whole life (set up in the lifespan)."""
-
-    settings: Settings
-    bus: CommandBus
-    reads: Reads
-    passwords: Passwords
-    status: StatusProbe
-    users: RecentUsers
-    limits: RateLimits
+from gateway.request import FIELD_VALUE, prefer_wait
+from gateway.security import BEARER_KEY
+from gateway.services import Services
 
 
 async def get_services(request: Request) -> Services:
@@ -56,16 +39,6 @@ async def get_consistency_token(
 
 TokenDep = Annotated[int | None, Depends(get_consistency_token)]
 
-# Any HTTP field value (RFC 9110 §5.5): only `wait` is read, anything else is ignored, never refused.
-FIELD_VALUE = r"^[\t\x20-\x7e\x80-\xff]*$"
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
-
-
-def prefer_wait(value: str | None, cap: float) -> float | None:
-    """Seconds to wait for the outcome (RFC 7240 `Prefer: wait=N`, capped); a bad value is ignored."""
-    match = _PREFER_WAIT.search(value or "")
-    return min(float(match.group(1)), cap) if match else None
-
 
 async def get_prefer_wait(
     services: ServicesDep,
@@ -83,8 +56,20 @@ async def get_prefer_wait(
 
 PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
 
-oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/login/access-token")
-UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+class _EdgeBearer(OAuth2PasswordBearer):
+    """The bearer token gateway/edge.py read (the header is read once, and only one is accepted)."""
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        if BEARER_KEY not in request.scope:  # an app without the edge in front
+            return await super().__call__(request)
+        token: str | None = request.scope[BEARER_KEY]
+        if token is None:
+            raise self.make_not_authenticated_error()
+        return token
+
+
+oauth2 = _EdgeBearer(tokenUrl="/api/v1/login/access-token", scheme_name="OAuth2PasswordBearer")
 
 
 async def get_current_user(
@@ -93,22 +78,23 @@ async def get_current_user(
     return await caller(services, access_token, token)
 
 
-async def caller(services: Services, access_token: str, token: int | None) -> UserRecord:
-    """The caller: a valid token of a user who exists, is active and has the password the token was
-    issued under (a deleted user's token fails, and so do older tokens after a password change)."""
-    try:
-        subject = subject_of(access_token, services.settings)
-    except jwt.InvalidTokenError:
-        raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
-    user = services.users.get(subject.user_id) if token is None else None
-    if user is None:
-        user = await services.reads.find(token, lambda conn: repository.get_user(conn, subject.user_id))
-        if user is None or user.is_active is False:
-            raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
-        services.users.remember(user)
-    if password_stamp(user.hashed_password, services.settings) != subject.password_stamp:
-        raise Problem(401, "invalid or expired access token (the password changed)", headers=UNAUTHORIZED)
-    return user
-
-
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
+
+
+async def get_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            pattern=KEY_PATTERN,
+            description="A retry with the same key and body answers the first request's outcome, applied once",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
+        raise Problem(400, f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable characters")
+    return idempotency_key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]

@@ -18,7 +18,7 @@ from gateway.consistency import TOKEN_HEADER, RequestReads, begin_reads
 from gateway.limits import LOGIN_PATH, SIGNUP_PATH, WRITE_METHODS, RateLimits, body_cap, body_caps, client_address
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import Problem, answer_for
-from gateway.security import subject_of
+from gateway.security import AUTHORIZATION, BEARER_KEY, bearer, subject_of
 from shared import tracing
 from shared.logging import begin_request, new_request_id, write_line
 from shared.settings import Settings
@@ -42,11 +42,13 @@ class Edge:
             await self.app(scope, receive, send)
             return
         headers: dict[bytes, str] = {}
-        size = 0
+        size, authorizations = 0, 0
         for name, value in scope["headers"]:
             headers[name] = value.decode("latin-1")
             size += len(name) + len(value) + 4
+            authorizations += name == AUTHORIZATION
         scope[HEADERS_KEY] = headers
+        scope[BEARER_KEY] = bearer(headers.get(AUTHORIZATION))
         request_id = new_request_id(headers.get(b"x-request-id"))
         notes = begin_request(request_id)
         reads = begin_reads()
@@ -63,7 +65,7 @@ class Edge:
 
         try:
             cap = body_cap(scope["path"], self.settings, self.caps)
-            problem = self._refusal(scope, headers, size, cap)
+            problem = self._refusal(scope, headers, size, cap, authorizations)
             if problem is not None:
                 answer = answer_for(problem)
                 assert answer is not None
@@ -74,10 +76,14 @@ class Edge:
         finally:
             self._account(scope, status, time.perf_counter() - started, notes, request_id)
 
-    def _refusal(self, scope: Scope, headers: dict[bytes, str], size: int, cap: int) -> Problem | None:
+    def _refusal(
+        self, scope: Scope, headers: dict[bytes, str], size: int, cap: int, authorizations: int
+    ) -> Problem | None:
         """Why the request is answered here, before any route (None: it goes on)."""
         if size > self.settings.max_header_bytes:
             return Problem(431, f"the request headers are larger than {self.settings.max_header_bytes} bytes")
+        if authorizations > 1:  # which one speaks? Whichever we picked, a caller could pay with the other
+            return Problem(400, "more than one Authorization header: send one")
         declared = headers.get(b"content-length", "")
         if declared.isdigit() and int(declared) > cap:
             return _too_large(cap)
@@ -98,16 +104,15 @@ class Edge:
         elif path == SIGNUP_PATH and method == "POST":
             limits.hit(limits.signup_per_client, "sign-ups from this client", "signup", client)
         else:
-            caller = self._caller(headers) or f"client:{client}"
+            caller = self._caller(scope[BEARER_KEY]) or f"client:{client}"
             limits.hit(limits.write_per_caller, "writes from this caller", "write", caller)
 
-    def _caller(self, headers: dict[bytes, str]) -> str | None:
+    def _caller(self, token: str | None) -> str | None:
         """The verified user of a bearer token (a flood from one user shares one bucket)."""
-        scheme, _, token = headers.get(b"authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if token is None:
             return None
         try:
-            return f"user:{subject_of(token.strip(), self.settings).user_id}"
+            return f"user:{subject_of(token, self.settings).user_id}"
         except jwt.InvalidTokenError:
             return None
 

@@ -17,23 +17,23 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.consistency import TOKEN_HEADER, parse_token
-from gateway.deps import Services, caller, prefer_wait
+from gateway import items
+from gateway.auth import caller
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
-from gateway.pagination import MAX_SKIP, decode_cursor, next_cursor
+from gateway.items import ItemListing
 from gateway.problems import Problem, answer_for
-from gateway.repository import Listing, UserRecord, list_items
-from gateway.routes.items import item_resource, read_owned_item
+from gateway.repository import UserRecord
+from gateway.request import ITEM_ID, path_id, prefer_wait
 from gateway.schemas import ItemCreate, item_json
-from gateway.writes import dispatch_as_caller
-from shared.contracts.commands import CommandName, CreateItem
+from gateway.security import BEARER_KEY
+from gateway.services import Services
+from gateway.wal import TOKEN_HEADER, parse_token
 from shared.etag import item_etag
-from shared.models import ItemStatus
 
 ITEMS = "/api/v1/items"
 ITEM = ITEMS + "/"
-ITEM_TEMPLATE = ITEM + "{item_id:int}"  # as the FastAPI route is labelled in the metrics
+ITEM_TEMPLATE = ITEMS + ITEM_ID  # as the FastAPI route is labelled in the metrics
 MAX_ID = 2**31 - 1
 JSON = b"application/json"
 KEY = re.compile(KEY_PATTERN)
@@ -48,32 +48,41 @@ class HotRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path, method = scope["path"], scope["method"]
-            if method == "POST" and path == ITEMS:
-                scope[ROUTE_KEY] = ITEMS
-                await _answering_errors(self._create_item, scope, receive, send)
-                return
-            if method == "GET" and path == ITEMS:
-                scope[ROUTE_KEY] = ITEMS
-                await _answering_errors(self._list_items, scope, receive, send)
-                return
-            if method == "GET" and path.startswith(ITEM) and path[len(ITEM) :].isdigit():
-                scope[ROUTE_KEY] = ITEM_TEMPLATE
-                await _answering_errors(self._read_item, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        handle = self._handler(scope) if scope["type"] == "http" else None
+        if handle is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await handle(scope, receive, send)
+        except Exception as error:  # as the routes answer it: a Problem as itself, a database away as 503
+            if (answer := answer_for(error)) is None:
+                raise
+            await answer(scope, receive, send)
+
+    def _handler(self, scope: Scope) -> Handler | None:
+        """The fast path of this request, noting its route template (None: the routes take it)."""
+        path, method = scope["path"], scope["method"]
+        if method == "POST" and path == ITEMS:
+            scope[ROUTE_KEY] = ITEMS
+            return self._create_item
+        if method == "GET" and path == ITEMS:
+            scope[ROUTE_KEY] = ITEMS
+            return self._list_items
+        if method == "GET" and path.startswith(ITEM) and path_id(path[len(ITEM) :]) is not None:
+            scope[ROUTE_KEY] = ITEM_TEMPLATE
+            return self._read_item
+        return None
 
     async def _read_item(self, scope: Scope, receive: Receive, send: Send) -> None:
-        item_id = int(scope["path"][len(ITEM) :])
+        item_id = path_id(scope["path"][len(ITEM) :]) or 0
         headers: dict[bytes, str] = scope[HEADERS_KEY]
         services: Services = scope["app"].state.services
         token = _token(headers)
-        user = await _caller(services, headers, token) if token is not NOT_THIS_PATH else None
+        user = await _caller(services, scope[BEARER_KEY], token) if token is not NOT_THIS_PATH else None
         if user is None or not 0 < item_id <= MAX_ID:
             await self.app(scope, receive, send)
             return
-        item = await read_owned_item(services, token, item_id, user.id)
+        item = await items.read_item(services, token, item_id, user.id)
         if item is None:
             await self.app(scope, receive, send)  # the route answers the 404
             return
@@ -85,17 +94,12 @@ class HotRoutes:
         services: Services = scope["app"].state.services
         token = _token(headers)
         asked = _listing(scope["query_string"]) if token is not NOT_THIS_PATH else None
-        user = await _caller(services, headers, token) if asked is not None else None
+        user = await _caller(services, scope[BEARER_KEY], token) if asked is not None else None
         if asked is None or user is None:
             await self.app(scope, receive, send)
             return
-        listing = Listing(user.id, user.full_name, **asked)
-        rows, count = await services.reads.run(token, lambda conn: list_items(conn, listing))
-        page = {
-            "data": [row._asdict() for row in rows],
-            "count": count,
-            "next_cursor": next_cursor(rows, listing.limit),
-        }
+        page = await items.list_items(services, user, token, asked)
+        page["data"] = [row._asdict() for row in page["data"]]
         await _send_json(send, 200, to_json(page), [])  # ItemsPage's JSON (its fields, in its order)
 
     async def _create_item(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,36 +110,21 @@ class HotRoutes:
         token = _token(headers)
         usable = token is not NOT_THIS_PATH and _is_json(headers) and (key is None or KEY.match(key))
         fields = _valid_item(body) if usable else None
-        user = await _caller(services, headers, token) if fields is not None else None
+        user = await _caller(services, scope[BEARER_KEY], token) if fields is not None else None
         if fields is None or user is None:
             await self.app(scope, replay, send)
             return
-        command = CreateItem.model_construct(fields.model_fields_set | {"owner_id"}, owner_id=user.id, **dict(fields))
         wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
-        response = await dispatch_as_caller(
-            services, user.id, CommandName.ITEM_CREATE, command, wait_s=wait, resource=item_resource(user.id),
-            key=key, route="POST /items", fingerprinted=fields,
-        )  # fmt: skip
+        response = await items.create_item(services, user, fields, wait=wait, key=key)
         await response(scope, replay, send)
 
 
-async def _answering_errors(handle: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-    """Errors as the routes answer them: a Problem as itself, an unreachable database as 503."""
-    try:
-        await handle(scope, receive, send)
-    except Exception as error:
-        if (answer := answer_for(error)) is None:
-            raise
-        await answer(scope, receive, send)
-
-
-async def _caller(services: Services, headers: dict[bytes, str], token: int | None) -> UserRecord | None:
+async def _caller(services: Services, credentials: str | None, token: int | None) -> UserRecord | None:
     """The verified caller, or None when the route should answer (no token, a refused one)."""
-    scheme, _, credentials = headers.get(b"authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials:
+    if credentials is None:
         return None
     try:
-        return await caller(services, credentials.strip(), token)
+        return await caller(services, credentials, token)
     except (jwt.InvalidTokenError, Problem):
         return None
 
@@ -151,44 +140,17 @@ def _token(headers: dict[bytes, str]) -> Any:
         return NOT_THIS_PATH
 
 
-LISTING = {"limit", "skip", "status", "q", "cursor"}
-CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")  # gateway/pagination.py Cursor
-STATUSES = frozenset(status.value for status in ItemStatus)
-
-
-def _listing(query_string: bytes) -> dict[str, Any] | None:
-    """The listing asked, when every parameter is one this path accepts as the route would (None:
-    the route answers, whether it accepts it or says why not)."""
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+def _listing(query_string: bytes) -> ItemListing | None:
+    """The listing asked, read as the route reads its query (None: the route answers, whether it
+    accepts the query or says why not)."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)  # as Starlette reads it
     given = dict(pairs)
-    if len(given) != len(pairs) or not set(given) <= LISTING:
+    if len(given) != len(pairs) or "" in given.values():  # a name twice, a blank value: the route's call
         return None
-    asked: dict[str, Any] = {"limit": 100, "skip": 0}
-    for name in ("limit", "skip"):
-        if name in given:
-            value = given[name]
-            if not (value.isascii() and value.isdigit()) or len(value) > 6:
-                return None
-            asked[name] = int(value)
-    if not (1 <= asked["limit"] <= 100 and asked["skip"] <= MAX_SKIP):
+    try:
+        return ItemListing.model_validate(given)
+    except ValidationError:
         return None
-    if "status" in given:
-        if given["status"] not in STATUSES:
-            return None
-        asked["status"] = given["status"]
-    if "q" in given:
-        q = given["q"]
-        if not 1 <= len(q) <= 100 or not q.isprintable():
-            return None
-        asked["q"] = q
-    if "cursor" in given:
-        if not CURSOR.fullmatch(given["cursor"]):
-            return None
-        try:
-            asked["after"] = decode_cursor(given["cursor"])
-        except Problem:
-            return None
-    return asked
 
 
 def _is_json(headers: dict[bytes, str]) -> bool:

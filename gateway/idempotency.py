@@ -13,12 +13,10 @@ import json
 import uuid
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Header
 from pydantic import BaseModel
 
-from gateway.problems import Problem
+from shared.contracts.headers import HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 
 NAMESPACE = uuid.UUID("6f1d3c9e-7c1b-4a52-9d8e-0b6a4c2f3e10")
 MAX_KEY_LENGTH = 255
@@ -30,27 +28,12 @@ class IdempotentRequest:
     command_id: uuid.UUID  # the same for every retry of this request
     fingerprint: str
 
+    def headers(self) -> dict[str, str]:
+        """What travels with the command: the worker records the key's id and the body's fingerprint."""
+        return {HEADER_IDEMPOTENCY_KEY: str(self.key_id), HEADER_FINGERPRINT: self.fingerprint}
+
 
 KEY_PATTERN = rf"^[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}$"
-
-
-async def get_idempotency_key(
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            pattern=KEY_PATTERN,
-            description="A retry with the same key and body answers the first request's outcome, applied once",
-        ),
-    ] = None,
-) -> str | None:
-    if idempotency_key is None:
-        return None
-    if not 0 < len(idempotency_key) <= MAX_KEY_LENGTH or not idempotency_key.isprintable():
-        raise Problem(400, f"Idempotency-Key: 1 to {MAX_KEY_LENGTH} printable characters")
-    return idempotency_key
-
-
-IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
 
 
 def _keyed(secret: str, text: str) -> str:

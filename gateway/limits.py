@@ -95,10 +95,6 @@ class Rate:
             self._sweep_above = max(self.MIN_SWEEP, 2 * len(self._tats))
         return 0.0
 
-    @property
-    def tracked_keys(self) -> int:
-        return len(self._tats)
-
 
 class UploadSlots:
     """Imports under way per caller: each holds a spooled file and publishes for as long as it lasts."""

@@ -1,4 +1,4 @@
-"""Prometheus metrics at /metrics (gateway/edge.py counts each request).
+"""The gateway's Prometheus metrics (gateway/edge.py counts each request; gateway/routes/metrics.py serves them).
 
 The gateway may run several processes (GATEWAY_WORKERS): its launchers give it an empty
 PROMETHEUS_MULTIPROC_DIR, where each process keeps its metrics in files, and a scrape of any
@@ -7,9 +7,7 @@ process adds up all of them (prometheus_client's multiprocess mode).
 
 import os
 
-from fastapi import FastAPI, Request, Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -18,8 +16,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from gateway.routes.health import get_checks
 
 if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(directory, exist_ok=True)  # the launcher empties it at start; a process may come first
@@ -41,17 +37,6 @@ REPLICA_LAG_SECONDS = Gauge(
 )
 
 
-async def sample_replica_lag(request: Request) -> None:
-    """Set the lag gauges from the readiness checks' cache: one query a second at most, whoever asks."""
-    services = getattr(request.app.state, "services", None)
-    if services is None:
-        return
-    lag = await get_checks(request).result("replica_lag", services.status.replica_lag)
-    if lag is not None:  # unmeasured (a database away): the last sample stays
-        REPLICA_LAG_BYTES.set(lag["bytes"])
-        REPLICA_LAG_SECONDS.set(lag["seconds"])
-
-
 def exposition() -> bytes:
     """Every gateway process's metrics in multiprocess mode, else this process's registry."""
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -59,14 +44,3 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry)
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus exposition (text format)."""
-    await sample_replica_lag(request)
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-def instrument(app: FastAPI) -> None:
-    """Register the /metrics route (gateway/edge.py counts the requests)."""
-    app.add_api_route("/metrics", metrics, include_in_schema=False)

@@ -2,9 +2,8 @@
 
 import base64
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Query
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.problems import Problem
@@ -12,11 +11,7 @@ from shared.contracts.fields import Id
 
 # An offset costs a scan of every row it skips; past this, walk with the cursor instead.
 MAX_SKIP = 10_000
-Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description=f"rows to skip (at most {MAX_SKIP}: then use cursor)")]
-Cursor = Annotated[
-    str | None,
-    Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page (replaces skip)"),
-]
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 _ID = TypeAdapter(Id)
 
 

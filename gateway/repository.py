@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, String, bindparam, func, select, tuple_
+from sqlalchemy import Boolean, Float, Select, String, bindparam, func, select, text, tuple_
 
 from shared.models import Command, ImportJob, Item, User
 from shared.reading import ReadConnection
@@ -155,3 +155,52 @@ async def list_activity(conn: ReadConnection, actor: str, limit: int) -> list[An
 
 async def get_import(conn: ReadConnection, import_id: uuid.UUID) -> Any:
     return await conn.first(_IMPORT, {"import_id": import_id})
+
+
+SEEN = text("SELECT coalesce(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text")
+
+
+async def replayed_position(conn: ReadConnection) -> str:
+    """A token covering everything this connection sees (on the primary: its current position)."""
+    return str(await conn.scalar(SEEN))
+
+
+# Where the WAL stands (gateway/wal.py, gateway/status.py): PostgreSQL only.
+REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+WRITTEN_TEXT = text("SELECT pg_current_wal_lsn()::text")
+REPLICA_POSITIONS = text(
+    "SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
+    " pg_is_wal_replay_paused() AS paused"
+).columns(received=String, replayed=String, since_replay=Float, paused=Boolean)
+
+
+async def replay_position(conn: ReadConnection) -> int | None:
+    """How far this server has replayed the WAL; None when it replays nothing (it is no standby)."""
+    return await conn.scalar(REPLAYED)  # type: ignore[no-any-return]
+
+
+async def write_position(conn: ReadConnection) -> int:
+    """How far this primary has written the WAL."""
+    return await conn.scalar(WRITTEN)  # type: ignore[no-any-return]
+
+
+async def write_position_text(conn: ReadConnection) -> str:
+    return str(await conn.scalar(WRITTEN_TEXT))
+
+
+async def replica_positions(conn: ReadConnection) -> Any:
+    """A standby's received and replayed positions, seconds since its last replay, and whether it is paused."""
+    return await conn.first(REPLICA_POSITIONS)
+
+
+EXPECTED_TABLES = ("user", "item", "command")
+PROBES = [text(f'SELECT 1 FROM "{table}" LIMIT 1') for table in EXPECTED_TABLES]
+
+
+async def has_tables(conn: ReadConnection) -> bool:
+    """The tables the gateway reads are there (readiness): raises when they are not."""
+    for probe in PROBES:
+        await conn.scalar(probe)
+    return True

@@ -15,6 +15,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.settings import Settings
 
+BEARER_KEY = "opengovfood.bearer"  # the request's bearer token, read once by gateway/edge.py (None: none)
+AUTHORIZATION = b"authorization"
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
 CLOCK_LEEWAY_S = 10
 
@@ -122,3 +124,10 @@ def _verify_token(token: str, settings: Settings) -> tuple[Subject, float]:
     if not subject.isdigit() or not 0 < int(subject) < 2**31:
         raise jwt.InvalidTokenError("sub is not a user id")
     return Subject(int(subject), str(claims["pwd"])), float(claims["exp"])
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None: no header, another scheme, empty)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

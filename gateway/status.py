@@ -5,28 +5,13 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy import Boolean, Float, String, text
 
-from gateway.consistency import parse_token
-from shared.reading import PostgresDatabase, ReadConnection, ReadDatabase
+from gateway import repository
+from gateway.wal import parse_token
+from shared.reading import PostgresDatabase, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 
 log = logging.getLogger(__name__)
-
-REPLICA_POSITIONS = text(
-    "SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,"
-    " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
-    " pg_is_wal_replay_paused() AS paused"
-).columns(received=String, replayed=String, since_replay=Float, paused=Boolean)
-WRITTEN = text("SELECT pg_current_wal_lsn()::text")
-
-
-async def _written(conn: ReadConnection) -> object:
-    return await conn.scalar(WRITTEN)
-
-
-async def _replica_positions(conn: ReadConnection) -> Any:
-    return await conn.first(REPLICA_POSITIONS)
 
 
 class StatusProbe:
@@ -47,8 +32,8 @@ class StatusProbe:
         """Bytes the replica has not replayed yet, and seconds (zero when received == replayed)."""
         if not self.has_replica:
             return {"bytes": 0, "seconds": 0.0, "paused": False}
-        current = str(await self.primary.run(_written))
-        row = await self.replica.run(_replica_positions)
+        current = await self.primary.run(repository.write_position_text)
+        row = await self.replica.run(repository.replica_positions)
         behind = max(0, parse_token(current) - parse_token(row.replayed))
         caught_up = row.received == row.replayed or behind == 0
         seconds = 0.0 if caught_up else float(row.since_replay or 0.0)

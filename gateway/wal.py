@@ -1,40 +1,58 @@
-"""Where the replica and the primary stand in the WAL, learned with as few queries as possible."""
+"""Where the replica and the primary stand in the WAL, learned with as few queries as possible; the
+consistency token is such a position (an LSN, "16/B374D848")."""
 
 import asyncio
 import logging
+import math
+import re
 
-from sqlalchemy import text
-
-from shared.reading import ReadConnection, ReadDatabase
+from gateway import repository
+from shared.reading import ReadDatabase
 
 log = logging.getLogger(__name__)
-NOT_A_STANDBY = 2**63  # pg_last_wal_replay_lsn() is null: nothing to wait for
-REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
-WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+TOKEN_HEADER = "X-Consistency-Token"
+TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+_LSN = re.compile(TOKEN_PATTERN)
+FRESH_S = 1.0  # how long one reading of the replica counts (a replaced replica is noticed within it)
 
 
-async def _replayed(conn: ReadConnection) -> int | None:
-    return await conn.scalar(REPLAYED)  # type: ignore[no-any-return]
-
-
-async def _written(conn: ReadConnection) -> int:
-    return await conn.scalar(WRITTEN)  # type: ignore[no-any-return]
+def parse_token(value: str) -> int:
+    """A PostgreSQL LSN ("16/B374D848") as a number; raises ValueError if it is not one."""
+    match = _LSN.match(value.strip())
+    if not match:
+        raise ValueError("a consistency token looks like 0/16B3748")
+    high, low = value.strip().split("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 class ReplicaWatermark:
-    """How far the replica has replayed; one poller serves every waiting request."""
+    """How far the replica that answers has replayed; one poller serves every waiting request.
 
-    def __init__(self, database: ReadDatabase, interval_s: float = 0.002) -> None:
+    The mark follows each reading, down as well as up: the server behind READ_DATABASE_URL may be
+    replaced by a standby that is further behind, or promoted (its replay position is NULL then), and
+    neither may leave a high mark that counts every token as replayed. A server that replays nothing
+    shows no token: those reads go to the primary. A reading counts for `fresh_s`, then is asked again.
+    """
+
+    def __init__(self, database: ReadDatabase, interval_s: float = 0.002, fresh_s: float = FRESH_S) -> None:
         self.database = database
         self.interval_s = interval_s
+        self.fresh_s = fresh_s
         self.replayed = 0
+        self.standby = True  # the last reading came from a server that replays WAL
+        self.read_at = -math.inf  # the loop's time of that reading
         self._waiters = 0
         self._tick = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
 
+    def shows(self, lsn: int) -> bool:
+        """Whether the last reading, still fresh, has the replica past lsn (no query)."""
+        return self.replayed >= lsn and asyncio.get_running_loop().time() - self.read_at <= self.fresh_s
+
     async def reached(self, lsn: int, timeout_s: float, *, readings: int | None = None) -> bool:
-        """True once the replica has replayed past lsn; False after timeout_s (or after `readings` polls)."""
-        if self.replayed >= lsn:
+        """True once the replica has replayed past lsn; False after timeout_s (or after `readings` polls,
+        or as soon as the server answers that it replays nothing)."""
+        if self.shows(lsn):
             return True
         if timeout_s <= 0:
             return False
@@ -44,23 +62,27 @@ class ReplicaWatermark:
                 self._poller = asyncio.create_task(self._poll())
             async with asyncio.timeout(timeout_s):
                 seen = 0
-                while self.replayed < lsn and (readings is None or seen < readings):
+                while not self.shows(lsn) and (readings is None or seen < readings):
                     await self._tick.wait()
                     seen += 1
-            return self.replayed >= lsn
+                    if not self.standby:
+                        break
+            return self.shows(lsn)
         except TimeoutError:
             return False
         finally:
             self._waiters -= 1
 
-    async def read_replayed(self) -> int:
-        value = await self.database.run(_replayed)
-        return value if value is not None else NOT_A_STANDBY
+    async def read_replayed(self) -> int | None:
+        """The replay position of the server that answers; None when it is not a standby."""
+        return await self.database.run(repository.replay_position)
 
     async def _poll(self) -> None:
         while self._waiters > 0:
             try:
-                self.replayed = max(self.replayed, await self.read_replayed())
+                replayed = await self.read_replayed()
+                self.replayed, self.standby = replayed or 0, replayed is not None
+                self.read_at = asyncio.get_running_loop().time()
             except Exception as error:  # replica down: waiters time out and use the primary
                 log.warning("replica replay position unavailable: %r", error)
             tick, self._tick = self._tick, asyncio.Event()
@@ -95,7 +117,7 @@ class PrimaryPosition:
 
     async def _read(self) -> bool:
         try:
-            value = await self.database.run(_written)
+            value = await self.database.run(repository.write_position)
         except Exception as error:
             log.warning("primary WAL position unavailable: %r", error)
             return False

@@ -12,11 +12,11 @@ from pydantic import BaseModel
 
 from gateway import repository
 from gateway.bus import BusUnavailable
-from gateway.consistency import TOKEN_HEADER, parse_token, replayed_position
-from gateway.deps import Services
 from gateway.idempotency import IdempotentRequest, idempotent
 from gateway.problems import problem_response
 from gateway.schemas import Accepted
+from gateway.services import Services
+from gateway.wal import TOKEN_HEADER, parse_token
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode
@@ -70,7 +70,8 @@ async def dispatch(
     future = services.bus.expect(command_id) if wait_s else None
     try:
         await services.bus.send(
-            name, body, command_id=command_id, actor=actor, owner_key=owner_key, idempotent=idempotent,
+            name, body, command_id=command_id, actor=actor, owner_key=owner_key,
+            headers=idempotent.headers() if idempotent else None,
             reply=future is not None,
         )  # fmt: skip
         if future is None:
@@ -122,7 +123,7 @@ async def _known_outcome(services: Services, idempotent: IdempotentRequest, acto
         command = await repository.get_command_by_key(conn, idempotent.key_id, str(actor))
         if command is None or command.status == CommandStatus.DEAD_LETTERED:
             return None, None
-        return command, await replayed_position(conn) if services.reads.watermark is not None else None
+        return command, await repository.replayed_position(conn) if services.reads.watermark is not None else None
 
     command, token = await services.reads.latest(read)
     if command is None:

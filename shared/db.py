@@ -27,8 +27,8 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def create_engine(url: str, settings: Settings, *, read_only: bool = False, reads: bool = False) -> AsyncEngine:
-    """An engine with the configured pool; read_only makes every PostgreSQL transaction read-only.
+def create_engine(url: str, settings: Settings, *, reads: bool = False) -> AsyncEngine:
+    """An engine with the configured pool (the gateway reads PostgreSQL through shared/reading.py).
 
     A connection is not pinged before use (a round trip each time): a dead one fails, and whoever
     uses it retries (the gateway's reads once, the worker as a transient failure).
@@ -39,8 +39,6 @@ def create_engine(url: str, settings: Settings, *, read_only: bool = False, read
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     server_settings = {"application_name": "opengovfood"}
-    if read_only:
-        server_settings["default_transaction_read_only"] = "on"
     return create_async_engine(
         url,
         # Reads are single statements: autocommit spares a BEGIN and a ROLLBACK round trip per request.

@@ -21,7 +21,8 @@ from typing import Any, TextIO
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_ROW_BYTES, ROW_FIELDS
-from shared.publishing import Publisher, command_message
+from shared.contracts.messages import command_message
+from shared.publishing import Publisher
 from shared.topology import COMMANDS_EXCHANGE_NAME
 
 CSV_TYPE = "text/csv"

@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-HEADER_REQUEST_ID = "x-request-id"
+from shared.contracts.headers import HEADER_REQUEST_ID
+
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|hash|jwt|cookie", re.IGNORECASE)
 _SECRET_VALUES = [
     re.compile(r"\$argon2(?:id|i|d)\$[\w$,=+/.-]*"),  # PHC hashes: $argon2id$v=19$m=…,t=…,p=…$salt$digest
@@ -145,8 +146,9 @@ def _timestamp() -> str:
 
 def write_line(event: str, logger: str, fields: dict[str, Any], level: int = logging.INFO) -> None:
     """One JSON line to stderr, as the processors below would render it, for the lines written per
-    request or per command: their fields are ids, names and numbers (no secret), so they skip the
-    processor chain (a visible share of a request's CPU), and share their writes."""
+    request or per command: they skip the rest of the processor chain (a visible share of a request's
+    CPU) and share their writes, but not the scrubber: a method, a request id, a header may come
+    from a caller, and whatever a caller sends may hold a secret."""
     if level < _lines["level"]:
         return
     line = {
@@ -157,12 +159,7 @@ def write_line(event: str, logger: str, fields: dict[str, Any], level: int = log
         "timestamp": _timestamp(),
         **fields,
     }
-    _pending.add(json.dumps(line, default=str) + "\n")
-
-
-def flush_lines() -> None:
-    """Write what waits (before a process ends its event loop)."""
-    _pending.flush()
+    _pending.add(json.dumps(_scrub(line), default=str) + "\n")
 
 
 def configure_logging(service: str, level: int | str = logging.INFO) -> None:
@@ -219,8 +216,9 @@ def configure_logging(service: str, level: int | str = logging.INFO) -> None:
 
 
 def new_request_id(incoming: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
-    if incoming and _REQUEST_ID.match(incoming):
+    """The caller's X-Request-ID when it is a sane token (and nothing like a secret), else a fresh one:
+    it is echoed, logged and carried to the worker."""
+    if incoming and _REQUEST_ID.match(incoming) and not _may_hold_secret(incoming):
         return incoming
     return uuid.uuid4().hex
 

@@ -3,24 +3,20 @@
 A `Publisher` holds one self-restoring AMQP connection and one channel with publisher confirms;
 every `publish` returns only once the broker confirmed the message (or raises), and an unroutable
 mandatory message raises instead of vanishing. Concurrent publishes share the channel, so their
-confirms are pipelined. `command_message` builds a command as the public contract describes it
-(docs/publishing.md): the gateway, the importer and the CLI build theirs with it.
+confirms are pipelined. What goes on the bus is built in shared/contracts/
+(`shared/contracts/messages.py` `command_message` for a command).
 """
 
 import asyncio
 import contextlib
 import logging
-import uuid
-from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import unquote, urlparse
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from shared import tracing
-from shared.contracts.commands import SCHEMA_VERSION
-from shared.topology import HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.retry import backoff
 
 log = logging.getLogger(__name__)
 DEFAULT_EXCHANGE = ""  # replies go to a queue by name, through the default exchange
@@ -33,36 +29,6 @@ class NotConfirmed(Exception):
 def bus_user(rabbit_url: str) -> str:
     """The RabbitMQ user of a URL: sent as the `user_id` property, which the broker validates."""
     return unquote(urlparse(rabbit_url).username or "guest")
-
-
-def command_message(
-    body: bytes,
-    *,
-    command_id: uuid.UUID,
-    owner_key: str,
-    user_id: str,
-    actor: str | None = None,
-    reply_to: str | None = None,
-    headers: dict[str, Any] | None = None,
-) -> aio_pika.Message:
-    """A command as the contract says: persistent JSON, its id as message_id, the owner as partition key.
-
-    `actor` (`user:<id>` or `anonymous`) is honoured by the worker only from the gateway's bus user.
-    """
-    all_headers: dict[str, Any] = {HEADER_SCHEMA_VERSION: str(SCHEMA_VERSION), HEADER_OWNER: owner_key}
-    if actor is not None:
-        all_headers[HEADER_ACTOR] = actor
-    return aio_pika.Message(
-        body,
-        message_id=str(command_id),
-        correlation_id=str(command_id),
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        user_id=user_id,
-        reply_to=reply_to,
-        timestamp=datetime.now(UTC),
-        headers=all_headers | (headers or {}),
-    )
 
 
 class Publisher:
@@ -92,15 +58,13 @@ class Publisher:
 
     async def connect_when_possible(self, max_delay_s: float = 10.0) -> None:
         """Connect, retrying with capped backoff: a process starts even while the broker is down."""
-        delay = 0.5
-        while True:
+        for delay in backoff(cap_s=max_delay_s):
             try:
                 await self.connect()
                 return
             except Exception as error:
                 log.warning("broker unavailable (%r); retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay_s)
 
     async def exchange(self, name: str) -> AbstractExchange:
         """An exchange by name, looked up passively once (publishing needs no configure permission)."""

@@ -48,11 +48,11 @@ class ReadDatabase(Protocol):
     async def close(self) -> None: ...
 
 
-def read_database(url: str, settings: Settings, *, read_only: bool = True) -> ReadDatabase:
+def read_database(url: str, settings: Settings) -> ReadDatabase:
     """The database at `url`, for reading: PostgreSQL through asyncpg, anything else through SQLAlchemy."""
     if is_sqlite(url):
         return EngineDatabase(create_engine(url, settings, reads=True))
-    return PostgresDatabase(url, settings, read_only=read_only)
+    return PostgresDatabase(url, settings)
 
 
 class _Compiled:
@@ -111,11 +111,9 @@ class PostgresDatabase:
     once more on another.
     """
 
-    def __init__(self, url: str, settings: Settings, *, read_only: bool) -> None:
+    def __init__(self, url: str, settings: Settings) -> None:
         self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        server_settings = {"application_name": "opengovfood"}
-        if read_only:
-            server_settings["default_transaction_read_only"] = "on"
+        server_settings = {"application_name": "opengovfood", "default_transaction_read_only": "on"}
         self._connect_args = {"server_settings": server_settings, **tls_connect_args(settings)}
         self._timeout = settings.db_pool_timeout
         self._limit = settings.db_pool_size + settings.db_max_overflow

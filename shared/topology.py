@@ -8,20 +8,12 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
+from shared.contracts.headers import HEADER_OWNER
 
 COMMANDS_EXCHANGE_NAME = "opengovfood.commands"
 PARTITIONS_EXCHANGE_NAME = "opengovfood.commands.partitions"
 DEAD_LETTER_EXCHANGE_NAME = "opengovfood.dead-letter"
 DEAD_LETTER_QUEUE_NAME = "opengovfood.dead-letter"
-
-# Message headers of the public contract (see README, "The message contract").
-HEADER_SCHEMA_VERSION = "x-schema-version"
-HEADER_ACTOR = "x-actor"  # "user:<id>" or "anonymous"; honoured only from the gateway's bus user
-HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail for user.create
-HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
-HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"  # optional: the key's id; reused for another command: refused
-HEADER_REQUEST_ID = "x-request-id"
-HEADER_COMMAND_ID = "x-command-id"  # on events: the command that caused them
 
 # Reply queues: the only queues the worker sends outcomes to (worker/outbound.py says why).
 GATEWAY_REPLY_PREFIX = "opengovfood.replies."  # + hex: one per gateway process, for its bus user's commands

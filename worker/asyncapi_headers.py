@@ -8,17 +8,19 @@ outbound.py for events, outcomes and dead letters.
 from typing import Any
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
-from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
-from shared.topology import (
+from shared.contracts.headers import (
     HEADER_ACTOR,
     HEADER_COMMAND_ID,
+    HEADER_DEATH_REASON,
     HEADER_FINGERPRINT,
     HEADER_IDEMPOTENCY_KEY,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_ORIGINAL_USER_ID,
     HEADER_OWNER,
     HEADER_REQUEST_ID,
     HEADER_SCHEMA_VERSION,
 )
-from worker.outbound import HEADER_DEATH_REASON, HEADER_ORIGINAL_ROUTING_KEY, HEADER_ORIGINAL_USER_ID
+from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
 
 JSON = {"type": "string", "const": "application/json"}
 UUID = {"type": "string", "format": "uuid"}

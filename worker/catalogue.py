@@ -3,7 +3,7 @@
 An entry says which body each accepted schema version has (shared/contracts/versions.py states the
 policy), which handler applies it, whether a run of consecutive new commands of that name is handed
 to the handler at once (one multi-row INSERT), and which event an applied command emits. A command
-travels: consumer → decode (the body of its version, upcast) → Applier → its entry's handler.
+travels: consumer → decode (the body of its version, upcast) → the unit of work → its entry's handler.
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence

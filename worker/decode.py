@@ -9,13 +9,18 @@ from pydantic import ValidationError
 
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.fields import readable
-from shared.contracts.headers import Actor
+from shared.contracts.headers import (
+    HEADER_ACTOR,
+    HEADER_FINGERPRINT,
+    HEADER_IDEMPOTENCY_KEY,
+    HEADER_REQUEST_ID,
+    HEADER_SCHEMA_VERSION,
+    Actor,
+)
 from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
-from shared.logging import HEADER_REQUEST_ID
 from shared.models.command import ACTOR_LENGTH
 from shared.settings import ServiceGrant
-from shared.topology import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY, HEADER_SCHEMA_VERSION
 from worker.catalogue import CATALOGUE
 from worker.envelope import Envelope, PoisonMessage
 

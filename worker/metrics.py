@@ -10,8 +10,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import Counter, Histogram, start_http_server
 
 from shared.contracts.commands import CommandName
+from shared.contracts.headers import HEADER_REQUEST_ID
 from shared.contracts.outcomes import Outcome
-from shared.logging import HEADER_REQUEST_ID, header_text, write_line
+from shared.logging import header_text, write_line
 from worker.envelope import Envelope
 
 log = structlog.get_logger("worker.commands")

@@ -18,24 +18,21 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from shared.contracts.commands import SCHEMA_VERSION
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
-from shared.contracts.outcomes import Outcome
-from shared.logging import HEADER_REQUEST_ID
-from shared.publishing import DEFAULT_EXCHANGE, Publisher
-from shared.topology import (
-    DEAD_LETTER_EXCHANGE_NAME,
-    GATEWAY_REPLY_QUEUE,
+from shared.contracts.headers import (
     HEADER_COMMAND_ID,
+    HEADER_DEATH_REASON,
+    HEADER_ORIGINAL_ROUTING_KEY,
+    HEADER_ORIGINAL_USER_ID,
+    HEADER_REQUEST_ID,
     HEADER_SCHEMA_VERSION,
-    service_reply_prefix,
 )
+from shared.contracts.outcomes import Outcome
+from shared.publishing import DEFAULT_EXCHANGE, Publisher
+from shared.topology import DEAD_LETTER_EXCHANGE_NAME, GATEWAY_REPLY_QUEUE, service_reply_prefix
 from worker.metrics import REPLIES_REFUSED
 from worker.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
-
-HEADER_DEATH_REASON = "x-death-reason"
-HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
-HEADER_ORIGINAL_USER_ID = "x-original-user-id"  # user_id itself must be ours: the broker validates it
 
 
 def may_reply_to(reply_to: str, bus_user: str | None, gateway_bus_user: str) -> bool:

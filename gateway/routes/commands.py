@@ -6,11 +6,11 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from gateway import repository
-from gateway.consistency import TOKEN_HEADER, replayed_position
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.problems import Problem
 from gateway.repository import UserRecord
 from gateway.schemas import CommandRead
+from gateway.wal import TOKEN_HEADER
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus
@@ -38,7 +38,11 @@ async def read_command(
 
     async def read(conn: ReadConnection) -> tuple[Any, str | None]:
         command = await repository.get_command(conn, command_id)
-        seen = await replayed_position(conn) if command is not None and services.reads.watermark is not None else None
+        seen = (
+            await repository.replayed_position(conn)
+            if command is not None and services.reads.watermark is not None
+            else None
+        )
         return command, seen  # what this connection sees includes the commit
 
     command, seen = await services.reads.run(token, read)

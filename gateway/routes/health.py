@@ -1,58 +1,17 @@
 """Liveness, readiness (what the gateway itself needs) and the status of the whole system."""
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import text
+from fastapi import APIRouter, Response
 
-from gateway.deps import Services, ServicesDep
+from gateway import repository
+from gateway.checks import CachedChecks, ChecksDep
+from gateway.deps import ServicesDep
 from gateway.schemas import Liveness, Readiness, SystemStatus
-from shared.reading import ReadConnection, ReadDatabase
+from gateway.services import Services
+from shared.reading import ReadDatabase
 
 router = APIRouter(prefix="/health", tags=["health"])
-EXPECTED_TABLES = ("user", "item", "command")
-CHECK_TTL_S = 1.0  # a probe every few ms costs the databases one query per check per second at most
-CHECK_TIMEOUT_S = 2.0  # a hung database is "unreachable" after this, so readiness says so within seconds
-
-
-class CachedChecks:
-    """Each check runs at most once per CHECK_TTL_S, whoever asks; callers arriving meanwhile share the run."""
-
-    def __init__(self, ttl_s: float = CHECK_TTL_S) -> None:
-        self.ttl_s = ttl_s
-        self._runs: dict[str, tuple[float, asyncio.Task[Any]]] = {}
-
-    async def result(self, name: str, check: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
-        run = self._runs.get(name)
-        if run is None or (run[1].done() and now - run[0] >= self.ttl_s):
-            run = (now, asyncio.create_task(_bounded(check)))
-            self._runs[name] = run
-        return await asyncio.shield(run[1])
-
-
-async def _bounded(check: Callable[[], Awaitable[Any]]) -> Any:
-    """The check's answer, or None when it fails or takes longer than CHECK_TIMEOUT_S."""
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
-            return await check()
-    except Exception:
-        return None
-
-
-def get_checks(request: Request) -> CachedChecks:
-    """This app's cache of readiness checks (one per process, made on first use)."""
-    state = request.app.state
-    if getattr(state, "ready_checks", None) is None:
-        state.ready_checks = CachedChecks()
-    checks: CachedChecks = state.ready_checks
-    return checks
-
-
-ChecksDep = Annotated[CachedChecks, Depends(get_checks)]
 
 
 @router.get("/live", operation_id="health-live")
@@ -61,17 +20,8 @@ async def live() -> Liveness:
     return Liveness()
 
 
-PROBES = [text(f'SELECT 1 FROM "{table}" LIMIT 1') for table in EXPECTED_TABLES]
-
-
-async def _probe(conn: ReadConnection) -> bool:
-    for probe in PROBES:
-        await conn.scalar(probe)
-    return True
-
-
 async def _has_tables(database: ReadDatabase) -> bool:
-    return await database.run(_probe)
+    return await database.run(repository.has_tables)
 
 
 async def _ready_checks(services: Services, checks: CachedChecks) -> dict[str, bool]:

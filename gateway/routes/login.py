@@ -8,13 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 
 from gateway import repository
+from gateway.auth import UNAUTHORIZED
 from gateway.bus import BusUnavailable
-from gateway.deps import UNAUTHORIZED, Services, ServicesDep, TokenDep
+from gateway.deps import ServicesDep, TokenDep
 from gateway.limits import client_address, get_limits
 from gateway.problems import Problem
 from gateway.repository import UserRecord
 from gateway.schemas import AccessToken, LoginForm
 from gateway.security import create_access_token
+from gateway.services import Services
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus

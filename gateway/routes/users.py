@@ -6,9 +6,10 @@ from fastapi import APIRouter, Path, Response, status
 
 from gateway import repository
 from gateway.apidoc import write_answers
-from gateway.deps import CurrentUser, PreferWaitDep, ServicesDep
-from gateway.idempotency import IdempotencyKeyDep, idempotent
+from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep
+from gateway.idempotency import idempotent
 from gateway.problems import Problem
+from gateway.request import USER_ID
 from gateway.schemas import PasswordChange, UserCreate, UserRead, UserUpdateMe
 from gateway.writes import Resource, dispatch, dispatch_as_caller
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
@@ -57,7 +58,7 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.get("/{user_id:int}", operation_id="users-read", responses={404: {"description": "Not the caller's own id"}})
+@router.get(USER_ID, operation_id="users-read", responses={404: {"description": "Not the caller's own id"}})
 async def read_user(user_id: Annotated[Id, Path(description="The user's id")], user: CurrentUser) -> UserRead:
     """A user's own record by id; anyone else's is 404."""
     if user_id != user.id:

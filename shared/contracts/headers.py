@@ -1,6 +1,20 @@
-"""The actor of a command, as carried in the message headers."""
+"""The message headers of the public contract (docs/publishing.md), and the actor one of them carries."""
 
 from dataclasses import dataclass
+
+# On commands.
+HEADER_SCHEMA_VERSION = "x-schema-version"
+HEADER_ACTOR = "x-actor"  # "user:<id>" or "anonymous"; honoured only from the gateway's bus user
+HEADER_OWNER = "x-owner"  # partition key: the owner's user id, or the e-mail for user.create
+HEADER_FINGERPRINT = "x-fingerprint"  # optional: identifies the request behind an idempotency key
+HEADER_IDEMPOTENCY_KEY = "x-idempotency-key"  # optional: the key's id; reused for another command: refused
+HEADER_REQUEST_ID = "x-request-id"  # optional: the HTTP request behind a command, carried to its events
+# On events.
+HEADER_COMMAND_ID = "x-command-id"  # the command that caused them
+# On dead letters, added by the worker.
+HEADER_DEATH_REASON = "x-death-reason"
+HEADER_ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+HEADER_ORIGINAL_USER_ID = "x-original-user-id"  # user_id itself must be ours: the broker validates it
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from gateway.status import StatusProbe
 from shared.db import create_engine
 from shared.publishing import DEFAULT_EXCHANGE, Publisher
+from shared.reading import read_database
 from shared.settings import Settings, get_settings
 from shared.topology import DEAD_LETTER_QUEUE_NAME, declare_topology
 from tests import settings as test_settings
@@ -113,16 +114,18 @@ def database_env(monkeypatch: pytest.MonkeyPatch, port: int, mode: str, certific
 
 
 async def _select_one(settings: Settings) -> None:
-    """A write engine (the worker's) and a read engine (the gateway's) each run a query."""
-    for engine in (
-        create_engine(settings.database_url, settings),
-        create_engine(settings.read_database_url, settings, read_only=True, reads=True),
-    ):
-        try:
-            async with engine.connect() as conn:
-                assert await conn.scalar(text("SELECT 1")) == 1
-        finally:
-            await engine.dispose()
+    """A write engine (the worker's) and a read database (the gateway's) each run a query."""
+    engine = create_engine(settings.database_url, settings)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
+    finally:
+        await engine.dispose()
+    reads = read_database(settings.read_database_url, settings)
+    try:
+        assert await reads.run(lambda conn: conn.scalar(text("SELECT 1"))) == 1
+    finally:
+        await reads.close()
 
 
 @pytest.mark.parametrize(("mode", "seen"), [("verify-full", "test-client"), ("verify-ca", "test-client"),

@@ -12,16 +12,11 @@ from pydantic.json_schema import JsonSchemaMode
 
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS, EVENTS_EXCHANGE_NAME, EventName
+from shared.contracts.headers import HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY, HEADER_REQUEST_ID
+from shared.contracts.messages import command_message
 from shared.contracts.outcomes import Outcome
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS
-from shared.publishing import command_message
-from shared.topology import (
-    COMMANDS_EXCHANGE_NAME,
-    DEAD_LETTER_QUEUE_NAME,
-    HEADER_FINGERPRINT,
-    HEADER_IDEMPOTENCY_KEY,
-    HEADER_REQUEST_ID,
-)
+from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_QUEUE_NAME
 from worker.catalogue import CATALOGUE
 from worker.outbound import event_message
 from worker.outbox import OutboxRow

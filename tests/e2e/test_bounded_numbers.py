@@ -74,3 +74,29 @@ def test_the_bounds_are_in_the_openapi_document() -> None:
     assert parameters[("/api/v1/items", "get", "skip")].items() >= {"minimum": 0, "maximum": MAX_SKIP}.items()
     assert parameters[("/api/v1/items", "get", "limit")]["maximum"] == 100
     assert "maxLength" in parameters[("/api/v1/items", "get", "cursor")]
+
+
+NOT_AN_ID = {
+    "superscript two": "%C2%B2",  # str.isdigit() says yes, int() raises
+    "5,000 digits": "9" * 5000,  # past what int() reads (4,300 digits)
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+@pytest.mark.parametrize("segment", NOT_AN_ID.values(), ids=NOT_AN_ID.keys())
+async def test_an_id_that_is_no_number_of_ours_is_404(
+    http: httpx.AsyncClient, alice: Client, method: str, segment: str
+) -> None:
+    body = {"title": "x"} if method == "PATCH" else None
+    for headers in ({}, alice.headers):  # unauthenticated (the fast path's int() ran first), and as a user
+        response = await http.request(method, f"/api/v1/items/{segment}", json=body, headers=headers)
+        assert response.status_code == 404, (headers, response.text)
+    assert (await http.get(f"/api/v1/users/{'9' * 5000}", headers=alice.headers)).status_code == 404
+
+
+async def test_an_id_in_other_digits_is_not_that_item(http: httpx.AsyncClient, alice: Client) -> None:
+    item_id = (await create_item(http, alice, title="mine")).json()["id"]
+    arabic_indic = "".join(chr(0x660 + int(digit)) for digit in str(item_id))  # int() reads them as item_id
+    response = await http.get(f"/api/v1/items/{arabic_indic}", headers=alice.headers)
+    assert response.status_code == 404, response.text
+    assert (await http.get(f"/api/v1/items/{item_id}", headers=alice.headers)).status_code == 200

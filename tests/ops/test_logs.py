@@ -9,9 +9,13 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.contracts.headers import HEADER_REQUEST_ID
 from tests.support.api import WAIT, log_in, unique_email
+from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
 from tests.support.processes import LOGS, Gateway, Worker
+
+UNKNOWN_OWNER = 2_000_000_321  # no user has it: the command is rejected, and logged
 
 
 def log_lines(service: str) -> list[str]:
@@ -62,6 +66,31 @@ async def test_one_request_is_followed_to_the_worker_and_no_secret_is_logged(
 
 async def _async(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return value
+
+
+async def test_a_secret_sent_as_a_request_id_or_a_method_reaches_no_log_line(
+    http: httpx.AsyncClient, stack: tuple[Worker, Gateway]
+) -> None:
+    """The per-request and per-command lines skip structlog's chain: they must not skip the scrubber.
+    A caller chooses the X-Request-ID (echoed, logged, carried to the worker), the method, and on the
+    bus the x-request-id header: a token sent there by mistake is never written out."""
+    canary = uuid.uuid4().hex
+    jwt_shaped = f"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.{canary}"
+    answered = await http.get("/health/live", headers={"X-Request-ID": jwt_shaped})
+    assert answered.headers["X-Request-ID"] != jwt_shaped  # a fresh id instead
+    assert (await http.request(jwt_shaped, "/api/v1/items")).status_code in (400, 404, 405)
+    marker = f"marker-{uuid.uuid4().hex}"
+    body = {"owner_id": UNKNOWN_OWNER, "title": "x"}
+    await publish([
+        ("item.create", command_message(body, actor=f"user:{UNKNOWN_OWNER}", owner=str(UNKNOWN_OWNER),
+                                        headers={HEADER_REQUEST_ID: f"Bearer {canary}"})),
+        ("item.create", command_message(body, actor=f"user:{UNKNOWN_OWNER}", owner=str(UNKNOWN_OWNER),
+                                        headers={HEADER_REQUEST_ID: marker})),
+    ])  # fmt: skip
+    await eventually(lambda: _async(records_with("worker", marker)), bool, deadline_s=10)  # both written
+    assert records_with("gateway", "[redacted]"), "the gateway wrote the method, masked"
+    for service in ("gateway", "worker"):
+        assert not [line for line in log_lines(service) if canary in line], f"the canary is in the {service} log"
 
 
 def test_the_scrubber_masks_secrets_in_any_field() -> None:

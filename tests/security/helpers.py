@@ -17,7 +17,8 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from cli.bus import BusUser, Management
 from shared.contracts.commands import SCHEMA_VERSION
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.contracts.headers import HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.topology import COMMANDS_EXCHANGE_NAME
 from tests import settings as test_settings
 from tests.support.polling import eventually
 

@@ -154,3 +154,31 @@ async def test_a_user_cannot_deactivate_or_reactivate_through_the_api_or_the_bus
     outcome = await outcome_of(primary, uuid.UUID(message.message_id))
     assert (outcome["status"], outcome["code"]) == ("rejected", "forbidden")
     assert await primary.fetchval('SELECT is_active FROM "user" WHERE id = $1', client.id) is True
+
+
+async def test_two_authorization_headers_are_400_on_every_route_and_publish_nothing(http: httpx.AsyncClient) -> None:
+    """Which of two headers speaks? The edge kept the last and the routes the first, so a caller added
+    `Bearer x` after its real token and its writes were charged to its address, not to itself."""
+    caller = await sign_up(http)
+    item = (await http.post("/api/v1/items", json={"title": "mine"}, headers={**caller.headers, **WAIT})).json()
+    real = caller.headers["Authorization"]
+    requests = [
+        ("POST", "/api/v1/items", {"title": "twice"}),  # the fast path
+        ("POST", "/api/v1/items", "not json"),  # the FastAPI route
+        ("GET", "/api/v1/items", None),
+        ("GET", f"/api/v1/items/{item['id']}", None),
+        ("PATCH", f"/api/v1/items/{item['id']}", {"title": "twice"}),
+        ("DELETE", f"/api/v1/items/{item['id']}", None),
+        ("GET", "/api/v1/users/me", None),
+    ]
+    async with tap_everything() as tap:
+        for first, second in [(real, "Bearer x"), ("Bearer x", real), (real, real)]:
+            for method, path, body in requests:
+                headers = [("Authorization", first), ("Authorization", second), ("Content-Type", "application/json")]
+                content = body if isinstance(body, str) else json.dumps(body) if body else None
+                response = await http.request(method, path, content=content, headers=headers)
+                assert response.status_code == 400, (method, path, response.text)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert "Authorization" in response.json()["detail"]
+        assert await tap.count() == 0
+    assert (await http.get(f"/api/v1/items/{item['id']}", headers=caller.headers)).status_code == 200

@@ -7,7 +7,8 @@ from typing import Any
 import aio_pika
 
 from shared.contracts.commands import SCHEMA_VERSION
-from shared.topology import COMMANDS_EXCHANGE_NAME, HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.contracts.headers import HEADER_ACTOR, HEADER_OWNER, HEADER_SCHEMA_VERSION
+from shared.topology import COMMANDS_EXCHANGE_NAME
 from tests import settings as test_settings
 
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.consistency import parse_token
-from gateway.deps import _PREFER_WAIT
+from gateway.request import _PREFER_WAIT
 from gateway.security import Passwords, Subject, create_access_token, password_stamp, subject_of
 from shared.settings import Settings
 from tests.support.embedded import HASH

@@ -53,7 +53,7 @@ async def test_a_row_a_trigger_skips_is_dead_lettered_not_created_on_sqlite(sqli
     signup = envelope(
         CommandName.USER_CREATE, CreateUser(email="s@k.io", hashed_password=HASH, full_name="S"), Actor.anonymous()
     )
-    [created] = (await apply_once(sqlite, [signup])).outcomes
+    [created] = (await UnitOfWork(sqlite).apply([signup])).outcomes
     assert created.resource_id is not None
     async with sqlite.begin() as conn:
         await conn.execute(
@@ -64,7 +64,7 @@ async def test_a_row_a_trigger_skips_is_dead_lettered_not_created_on_sqlite(sqli
     items = [
         envelope(CommandName.ITEM_CREATE, CreateItem(owner_id=created.resource_id, title=t), owner) for t in titles
     ]
-    applied = await apply_once(sqlite, items)
+    applied = await UnitOfWork(sqlite).apply(items)
     assert [o.status for o in applied.outcomes] == ["applied", "applied", "dead_lettered", "applied"]
     assert "not inserted" in applied.reasons[applied.outcomes[2].command_id]
     async with sqlite.connect() as conn:
