@@ -17,6 +17,9 @@ help:  ## List the targets
 
 $(STAMP): pyproject.toml $(DEV_LOCK)
 	scripts/apt-deps.sh
+	@# A venv that python3 -m venv left without pip (no python3-venv then), or whose python is gone.
+	@if [ -e $(VENV) ] && ! $(PY) -m pip --version >/dev/null 2>&1; then \
+		echo "make: $(VENV) is half-made (no working python or pip): rebuilding it"; rm -rf $(VENV); fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
@@ -24,6 +27,7 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	touch $(STAMP)
 
 $(NODE_STAMP): $(NODE_TOOLS)/package.json $(NODE_TOOLS)/package-lock.json
+	scripts/apt-deps.sh
 	npm ci --prefix $(NODE_TOOLS) --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
@@ -33,7 +37,8 @@ lock: install  ## Pin pyproject.toml's dependencies (with hashes) in requirement
 	$(COMPILE) -o $(LOCK)
 	$(COMPILE) --extra dev -c $(LOCK) -o $(DEV_LOCK)
 
-services:  ## Start PostgreSQL, its streaming replica (port 5433) and RabbitMQ if they are down
+services:  ## Install PostgreSQL and RabbitMQ if missing, start them and the streaming replica (port 5433) if down
+	scripts/apt-deps.sh
 	scripts/services.sh
 
 run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8000) and worker

@@ -10,6 +10,12 @@
 # restarted replica to stream before it is rebuilt), REPLICA_SLOT (opengovfood_replica: the
 # physical replication slot that keeps the WAL a stopped replica needs to catch up),
 # MAX_SLOT_WAL_KEEP (4GB: past this the primary drops the WAL anyway and the replica is rebuilt).
+#
+# No trust in pg_hba.conf: it administers both clusters as the postgres user over the Unix socket
+# (peer), and the replica streams as the role opengovfood_replication with a password (kept in root's
+# ~/.pgpass by scripts/pgpass.sh, and in the replica's primary_conninfo). Debian's pg_hba.conf lets it
+# in (`host replication all 127.0.0.1/32 scram-sha-256`); where no rule does, one for that role alone
+# is added, with scram-sha-256.
 set -euo pipefail
 
 detect_version() {
@@ -29,19 +35,21 @@ START_TIMEOUT=${START_TIMEOUT:-20}
 REPLICA_SLOT=${REPLICA_SLOT:-opengovfood_replica}
 MAX_SLOT_WAL_KEEP=${MAX_SLOT_WAL_KEEP:-4GB}
 HOST=127.0.0.1
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPLICATION_ROLE=opengovfood_replication
 PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
 PRIMARY_HBA=/etc/postgresql/$PG_VERSION/$PRIMARY_CLUSTER/pg_hba.conf
 REPLICA_ETC=/etc/postgresql/$PG_VERSION/$REPLICA_CLUSTER
 REPLICA_LOG=/var/log/postgresql/postgresql-$PG_VERSION-$REPLICA_CLUSTER.log
 REPLICA_LOG_OFFSET=0
-HBA_LINE="host replication postgres $HOST/32 trust"
+HBA_LINE="host replication $REPLICATION_ROLE $HOST/32 scram-sha-256"
 export PGCONNECT_TIMEOUT=3
 
 log() { echo "replica.sh: $*"; }
 die() { echo "replica.sh: ERROR: $*" >&2; exit 1; }
 
-# Run one SQL statement on a port; print the single result value.
-q() { psql -h "$HOST" -p "$1" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$2"; }
+# Run one SQL statement on a port as postgres, over the Unix socket; print the single result value.
+q() { (cd / && runuser -u postgres -- psql -p "$1" -d postgres -XAtq -v ON_ERROR_STOP=1 -c "$2"); }
 # Same, but never fails: empty output when the server cannot answer.
 q_soft() { q "$@" 2>/dev/null || true; }
 
@@ -81,20 +89,27 @@ ensure_primary() {
 # shellcheck disable=SC2016  # awk code, not shell
 AWK_NORM='function norm(  l, i) { l = $1; for (i = 2; i <= NF; i++) l = l " " $i; return l }'
 
-# True when our trust line is the first host* replication rule in the primary's pg_hba.conf.
-hba_ok() {
-  awk -v want="$HBA_LINE" "$AWK_NORM"'
-    /^[[:space:]]*#/ || NF == 0 { next }
-    $1 ~ /^host/ && $2 == "replication" { seen = 1; exit norm() != want }
-    END { if (!seen) exit 1 }' "$PRIMARY_HBA"
+# The replication role, with the password pg_basebackup and the replica's walreceiver give.
+ensure_replication_role() {
+  REPLICATION_PASSWORD=$("$HERE/pgpass.sh" "$REPLICATION_ROLE")
+  [[ $(q "$PRIMARY_PORT" "select 1 from pg_roles where rolname = '$REPLICATION_ROLE'") == 1 ]] \
+    || q "$PRIMARY_PORT" "create role $REPLICATION_ROLE login replication" >/dev/null
+  (cd / && runuser -u postgres -- psql -p "$PRIMARY_PORT" -d postgres -XAtq -v ON_ERROR_STOP=1) \
+    <<<"alter role $REPLICATION_ROLE password '$REPLICATION_PASSWORD'"
 }
 
+replication_login() {
+  PGPASSWORD=$REPLICATION_PASSWORD psql -XAtqw -c IDENTIFY_SYSTEM \
+    "host=$HOST port=$PRIMARY_PORT user=$REPLICATION_ROLE dbname=replication replication=true" >/dev/null 2>&1
+}
+
+# Where pg_hba.conf lets no password-checked replication connection of that role in from 127.0.0.1,
+# add one rule for it alone, before the first host* replication rule.
 ensure_primary_hba() {
-  hba_ok && return 0
+  replication_login && return 0
   log "adding '$HBA_LINE' to $PRIMARY_HBA"
   local tmp
   tmp=$(mktemp)
-  # Drop any misplaced copy, then insert before the first host* replication rule (or append).
   awk -v want="$HBA_LINE" "$AWK_NORM"'
     norm() == want { next }
     !done && $0 !~ /^[[:space:]]*#/ && $1 ~ /^host/ && $2 == "replication" { print want; done = 1 }
@@ -103,6 +118,7 @@ ensure_primary_hba() {
   cat "$tmp" >"$PRIMARY_HBA"  # keep owner and mode of the original
   rm -f "$tmp"
   [[ $(q "$PRIMARY_PORT" "select pg_reload_conf()") == t ]] || die "pg_reload_conf() failed on the primary"
+  replication_login || die "$REPLICATION_ROLE cannot stream from port $PRIMARY_PORT; see $PRIMARY_HBA"
 }
 
 # The slot bounds what a stopped replica may hold back, so a forgotten one cannot fill the disk.
@@ -202,9 +218,14 @@ rebuild() {
     || die "unexpected replica data directory '$datadir'"
   find "$datadir" -mindepth 1 -delete
   reset_primary_slot
-  runuser -u postgres -- "$PG_BIN/pg_basebackup" -h "$HOST" -p "$PRIMARY_PORT" -U postgres \
-    -D "$datadir" -R -X stream -S "$REPLICA_SLOT" -c fast \
+  ensure_replication_role
+  ensure_primary_hba
+  (cd / && PGPASSWORD=$REPLICATION_PASSWORD runuser -u postgres -- "$PG_BIN/pg_basebackup" -h "$HOST" \
+    -p "$PRIMARY_PORT" -U "$REPLICATION_ROLE" -D "$datadir" -R -X stream -S "$REPLICA_SLOT" -c fast) \
     || die "pg_basebackup from port $PRIMARY_PORT failed"
+  # -R wrote primary_conninfo; this one, later in the file, wins and surely carries the password.
+  echo "primary_conninfo = 'host=$HOST port=$PRIMARY_PORT user=$REPLICATION_ROLE password=$REPLICATION_PASSWORD'" \
+    >>"$datadir/postgresql.auto.conf"
   install -o postgres -g postgres -m 640 "$PRIMARY_HBA" "$REPLICA_ETC/pg_hba.conf"
   write_replica_conf
   ctl "$REPLICA_CLUSTER" start || die "replica did not start; see $REPLICA_LOG"
@@ -241,7 +262,6 @@ main() {
   exec 9>"/run/lock/opengovfood-replica-$PG_VERSION-$REPLICA_CLUSTER.lock"
   flock -w 180 9 || die "another replica.sh run holds the lock"
   ensure_primary
-  ensure_primary_hba
   ensure_primary_slot
 
   local state

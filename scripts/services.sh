@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Make sure the local services the project needs are up: PostgreSQL primary + streaming
 # replica, RabbitMQ with its plugins and test vhost, and the project databases.
-# Idempotent; quick when everything already runs.
+# Idempotent; quick when everything already runs. Needs no systemd (a container, a chroot, WSL), and
+# no trust in pg_hba.conf: it administers PostgreSQL as the postgres user over the Unix socket (peer,
+# as Debian ships it), and the roles the project connects as over TCP get passwords that it keeps in
+# root's ~/.pgpass (scripts/pgpass.sh), where libpq and asyncpg find them.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +34,11 @@ wait_until() {  # wait_until <seconds> <command...>: poll until the command succ
 
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 api() { curl -sf -m 5 -u guest:guest "$MGMT_URL/$1"; }
+# psql as the postgres superuser over the Unix socket: pg_admin <port> <database> [psql args...]
+pg_admin() {
+  local port=$1 db=$2; shift 2
+  (cd / && runuser -u postgres -- psql -p "$port" -d "$db" -XAtq -v ON_ERROR_STOP=1 "$@")
+}
 
 pg_ctl_main() {  # pg_ctl_main start|restart: then wait until the primary accepts connections
   pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main "$1" -m fast
@@ -38,6 +46,10 @@ pg_ctl_main() {  # pg_ctl_main start|restart: then wait until the primary accept
 }
 
 ensure_postgres() {
+  if [[ ! -d /etc/postgresql/$PG_VERSION/main ]]; then
+    log "postgres primary: creating cluster $PG_VERSION/main on port $PG_PORT"
+    pg_createcluster "$PG_VERSION" main -p "$PG_PORT" >/dev/null
+  fi
   if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
     log "postgres primary: up"
     return
@@ -51,7 +63,7 @@ ensure_postgres() {
 # already preloaded, and restarts the primary only while pg_stat_statements is not loaded.
 ensure_stat_statements() {
   local loaded libs=() lib quoted=()
-  loaded=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtqc "show shared_preload_libraries")
+  loaded=$(pg_admin "$PG_PORT" postgres -c "show shared_preload_libraries")
   IFS=, read -ra libs <<<"${loaded// /}"
   for lib in "${libs[@]}"; do
     [[ $lib == pg_stat_statements ]] && { log "pg_stat_statements: preloaded"; return; }
@@ -59,8 +71,7 @@ ensure_stat_statements() {
   done
   quoted+=("'pg_stat_statements'")
   log "pg_stat_statements: preloading it, restarting the primary"
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
-    -c "alter system set shared_preload_libraries = $(IFS=,; echo "${quoted[*]}")"
+  pg_admin "$PG_PORT" postgres -c "alter system set shared_preload_libraries = $(IFS=,; echo "${quoted[*]}")"
   pg_ctl_main restart
 }
 
@@ -109,8 +120,7 @@ ensure_vhost() {
 }
 
 db_exists() {  # db_exists <port> <name>
-  [[ $(psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -XAtqc \
-    "select 1 from pg_database where datname = '$2'" 2>/dev/null) == 1 ]]
+  [[ $(pg_admin "$1" postgres -c "select 1 from pg_database where datname = '$2'" 2>/dev/null) == 1 ]]
 }
 
 ensure_databases() {
@@ -119,8 +129,7 @@ ensure_databases() {
     if db_exists "$PG_PORT" "$db"; then
       log "database $db: present"
     else
-      psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -XAtq -v ON_ERROR_STOP=1 \
-        -c "create database \"$db\""
+      pg_admin "$PG_PORT" postgres -c "create database \"$db\""
       log "database $db: created"
     fi
     wait_until 30 db_exists "$REPLICA_PORT" "$db" || die "database $db not visible on the replica"
@@ -132,9 +141,31 @@ ensure_databases() {
 ensure_db_roles() {
   local db
   for db in "${DATABASES[@]}"; do
-    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" -XAtq -v ON_ERROR_STOP=1 -f "$HERE/db-roles.sql"
+    pg_admin "$PG_PORT" "$db" <"$HERE/db-roles.sql"
   done
   log "database roles opengovfood_owner, opengovfood_worker, opengovfood_gateway: granted"
+}
+
+# Over TCP with what ~/.pgpass holds for the role (or whatever pg_hba.conf lets in without it).
+tcp_login() { psql -h 127.0.0.1 -p "$PG_PORT" -U "$1" -d postgres -XAtqw -c "select 1" >/dev/null 2>&1; }
+
+# The project's roles log in over TCP with a password of their own, and so does postgres (the tests
+# and the operator's tools connect as it). Nothing changes where they already can, e.g. where
+# pg_hba.conf trusts 127.0.0.1; postgres gets a password only while it has none.
+ensure_passwords() {
+  local role password
+  for role in opengovfood_owner opengovfood_worker opengovfood_gateway postgres; do
+    tcp_login "$role" && continue
+    if [[ $role == postgres && $(pg_admin "$PG_PORT" postgres -c \
+      "select rolpassword is not null from pg_authid where rolname = 'postgres'") == t ]]; then
+      die "postgres has a password that ${PGPASSFILE:-~/.pgpass} does not hold: add a line" \
+        "'127.0.0.1:*:*:postgres:PASSWORD' (and one for localhost) to it, mode 0600"
+    fi
+    password=$("$HERE/pgpass.sh" "$role")
+    pg_admin "$PG_PORT" postgres <<<"alter role \"$role\" password '$password'"
+    tcp_login "$role" || die "role $role cannot log in over TCP on port $PG_PORT even with its password"
+    log "database role $role: logs in over TCP with the password in ${PGPASSFILE:-~/.pgpass}"
+  done
 }
 
 ensure_postgres
@@ -145,4 +176,5 @@ ensure_vhost
 "$HERE/replica.sh"
 ensure_databases
 ensure_db_roles
+ensure_passwords
 log "all services ready"

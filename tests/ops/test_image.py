@@ -42,7 +42,9 @@ for path in walk(typer.main.get_command(app), []):
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What the image's builder stage does, in a fresh virtualenv; returns its /app (alembic.ini, migrations)."""
     root = tmp_path_factory.mktemp("runtime")
-    venv, uv = root / "venv", str(Path(sys.executable).with_name("uv"))  # uv: pip's work, from a cache, in seconds
+    # uv does pip's work in seconds. The pinned wheels come from the package index, as for the image's build
+    # (pip's cache is not uv's: a fresh machine downloads them once more), and from uv's cache after that.
+    venv, uv = root / "venv", str(Path(sys.executable).with_name("uv"))
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     install = [uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python")]
     subprocess.run([*install, "--require-hashes", "-r", str(ROOT / "requirements.lock")], check=True)

@@ -79,9 +79,10 @@ class Local:
         user = parts.username or ""
         if parts.scheme == "amqp":
             user, path = self.user(user), f"/{quote(self.vhost, safe='')}"
-        else:
-            path = f"/{self.database}"
-        return urlunsplit((parts.scheme, f"{quote(user, safe='')}:{parts.password}@{host}", path, "", ""))
+            credentials = f"{quote(user, safe='')}:{parts.password}"
+        else:  # this machine's database roles have this machine's passwords, which ~/.pgpass gives
+            path, credentials = f"/{self.database}", quote(user, safe="")
+        return urlunsplit((parts.scheme, f"{credentials}@{host}", path, "", ""))
 
     def environment(self, environment: Mapping[str, str]) -> dict[str, str]:
         """URLs, vhost and bus user names (and the password variables named after them) made local."""
