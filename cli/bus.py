@@ -8,6 +8,7 @@ Idempotent, through the management API (RABBIT_MANAGEMENT_URL, an administrator)
   exchange), dead letters and events;
 - one user per service in SERVICE_GRANTS (its name is the RabbitMQ user): publishes on the commands
   exchange only the routing keys it is granted, declares and reads its reply queues `<name>.replies.*`;
+  a grant with `may_replay` (an operator) also reads the dead-letter queue and republishes any command;
 - event readers (`--reader NAME`): read the events exchange through their own queues `NAME.*`.
 
 Permissions are always set exactly. A user that exists keeps its password unless `--rotate`; a new
@@ -34,7 +35,13 @@ from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.repartition import DrainTimeout, repartition
 from shared.settings import ServiceGrant, get_settings
-from shared.topology import COMMANDS_EXCHANGE_NAME, GATEWAY_REPLY_QUEUE, MAX_PARTITIONS, service_reply_prefix
+from shared.topology import (
+    COMMANDS_EXCHANGE_NAME,
+    DEAD_LETTER_QUEUE_NAME,
+    GATEWAY_REPLY_QUEUE,
+    MAX_PARTITIONS,
+    service_reply_prefix,
+)
 
 NOTHING = "^$"
 _TOPOLOGY = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events)"
@@ -84,13 +91,15 @@ def worker_user(name: str) -> BusUser:
 def service_user(name: str, grant: ServiceGrant) -> BusUser:
     """Publishes on the commands exchange only the routing keys it is granted; declares and reads
     its own reply queues `<name>.replies.*`, the only queues the worker answers it on."""
-    granted = [command.value for command in CommandName if command.value in grant.commands]
+    replayed = list(CommandName) if grant.may_replay else []  # an operator republishes any dead letter
+    granted = [command.value for command in CommandName if command.value in grant.commands or command in replayed]
     replies = f"^{re.escape(service_reply_prefix(name))}.+$"
+    dead_letters = f"|{re.escape(DEAD_LETTER_QUEUE_NAME)}" if grant.may_replay else ""
     return BusUser(
         name,
         configure=replies,
         write=f"^{re.escape(COMMANDS_EXCHANGE_NAME)}$",
-        read=replies,
+        read=f"^({replies[1:-1]}{dead_letters})$",
         topics={COMMANDS_EXCHANGE_NAME: (_keys(granted), NOTHING)},
     )
 

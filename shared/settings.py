@@ -14,13 +14,16 @@ PLACEHOLDER_SECRETS = frozenset({"", "changethis", "secret", "change-me"})
 
 
 class ServiceGrant(BaseModel):
-    """What one external service (its RabbitMQ user) may do: command names, owners, deactivation."""
+    """What one external service (its RabbitMQ user) may do: command names, owners, deactivation,
+    and replaying dead letters (an operator: a command it republishes that the inbox holds as
+    dead-lettered is applied as the actor that first sent it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     commands: frozenset[str] = frozenset()
     owners: Literal["*"] | frozenset[int] = frozenset()
     may_deactivate: bool = False
+    may_replay: bool = False
 
 
 class Settings(BaseSettings):

@@ -35,11 +35,13 @@ GATEWAY_PRIMARY_DSN = f"postgresql://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT
 SERVICE_WRITER = f"{VHOST}.svc-writer"  # item.create/update and user.update for any owner; may deactivate
 SERVICE_LIMITED = f"{VHOST}.svc-limited"  # item.create for one owner id that never exists
 UNGRANTED_OWNER = 2_000_000_000
+SERVICE_OPERATOR = f"{VHOST}.svc-operator"  # replays dead letters (opengovfood deadletters replay), nothing else
 SERVICE_EXAMPLE = f"{VHOST}.svc-example"  # examples/publisher.py: item.create and item.import for one owner
 EXAMPLE_OWNER = 1_900_000_001  # created by tests/ops/test_example.py with this id
 SERVICE_GRANTS = {
     SERVICE_WRITER: {"commands": ["item.create", "item.update", "user.update"], "owners": "*", "may_deactivate": True},
     SERVICE_LIMITED: {"commands": ["item.create"], "owners": [UNGRANTED_OWNER]},
+    SERVICE_OPERATOR: {"may_replay": True},
     SERVICE_EXAMPLE: {"commands": ["item.create", "item.import"], "owners": [EXAMPLE_OWNER]},
 }
 

@@ -33,7 +33,7 @@ class Worker:
         self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
         self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
         self.engine = create_engine(settings.database_url, settings)
-        unit_of_work = UnitOfWork(self.engine, retry_limit_s=settings.worker_transient_retry_limit_s)
+        unit_of_work = UnitOfWork(self.engine, settings.worker_transient_retry_limit_s, settings.service_grants)
         outbound = Outbound(self.publisher, settings.gateway_bus_user)
         self.partitions = partitions_of_worker(
             settings.command_partitions, settings.worker_index, settings.worker_count

@@ -86,6 +86,7 @@ def decode(
     gateway_bus_user: str,
     grants: Mapping[str, ServiceGrant] | None = None,
     partition: int = 0,
+    priority: int | None = None,
 ) -> Envelope[Any]:
     """Validate headers and body; raise PoisonMessage with a readable reason.
 
@@ -97,6 +98,10 @@ def decode(
     try:
         if len(body) > MAX_COMMAND_BYTES:
             raise PoisonMessage(f"the body is larger than {MAX_COMMAND_BYTES} bytes")
+        if priority:
+            raise PoisonMessage(
+                "the priority property is not allowed: a command could overtake its owner's earlier ones"
+            )
         actor = _actor(headers, bus_user, gateway_bus_user)
         name = _name(routing_key)
         version = _check_version(headers)

@@ -104,6 +104,7 @@ class Pipeline:
             gateway_bus_user=self.settings.gateway_bus_user,
             grants=self.settings.service_grants,
             partition=self.partition,
+            priority=message.priority,
         )
 
     async def _record_poison(self, message: AbstractIncomingMessage, refused: PoisonMessage) -> Outcome:

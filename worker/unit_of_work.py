@@ -16,16 +16,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import tracing
+from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome
 from shared.models import CommandStatus
+from shared.settings import ServiceGrant
 from worker import outbox, repository
 from worker.catalogue import CATALOGUE, Command
 from worker.envelope import Envelope
@@ -109,8 +111,11 @@ def runs(new: Sequence[Envelope[Any]], suspects: set[uuid.UUID]) -> Iterator[lis
 class _Attempt:
     """One attempt at a group, inside the caller's transaction."""
 
-    def __init__(self, conn: AsyncConnection, suspects: set[uuid.UUID], careful: bool) -> None:
+    def __init__(
+        self, conn: AsyncConnection, suspects: set[uuid.UUID], careful: bool, grants: Mapping[str, ServiceGrant]
+    ) -> None:
         self.conn = conn
+        self.grants = grants
         self.suspects = suspects
         self.careful = careful  # no failure could be blamed on a run: each command alone, with its records
         self.keys: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
@@ -124,7 +129,7 @@ class _Attempt:
         if retried:  # a dead letter replayed (or retried with its key) is applied anew, at its replay
             await repository.delete_outcomes(self.conn, retried)
         self.recorded.rows = {command_id: row for command_id, row in found.items() if command_id not in retried}
-        new = [e for e in distinct if e.command_id not in self.recorded.rows]
+        new = [self._as_first_sent(e, found) for e in distinct if e.command_id not in self.recorded.rows]
         await self._find_used_keys(new)
         if self.careful:
             for envelope in new:
@@ -134,6 +139,17 @@ class _Attempt:
                 self._note(run, await self._run(CATALOGUE[run[0].name], run))
         await self._write_noted()
         return self.recorded
+
+    def _as_first_sent(self, envelope: Envelope[Any], found: dict[uuid.UUID, Any]) -> Envelope[Any]:
+        """A dead letter an operator replays is applied as the actor that first sent it, with its grant."""
+        replayer = envelope.grant if envelope.actor.kind == "service" else None
+        prior = found.get(envelope.command_id)
+        if prior is None or replayer is None or not replayer.may_replay:
+            return envelope
+        actor = Actor.recorded(prior.actor)
+        grant = self.grants.get(actor.service or "") if actor.kind == "service" else None
+        log.info("command %s replayed by %s as %s", envelope.command_id, envelope.actor, actor)
+        return replace(envelope, actor=actor, grant=grant)
 
     async def _find_used_keys(self, new: Sequence[Envelope[Any]]) -> None:
         """(Idempotency-Key id, actor) -> the command that used it first, for the keyed new commands."""
@@ -225,8 +241,11 @@ class _Attempt:
 class UnitOfWork:
     """Applies batches handed in by the partitions: together, retried, isolated, each answered by id."""
 
-    def __init__(self, engine: AsyncEngine, retry_limit_s: float = 600.0) -> None:
+    def __init__(
+        self, engine: AsyncEngine, retry_limit_s: float = 600.0, grants: Mapping[str, ServiceGrant] | None = None
+    ) -> None:
         self.engine = engine
+        self.grants = grants or {}  # SERVICE_GRANTS: a replayed dead letter's first sender's grant
         self.retry_limit_s = retry_limit_s
         self._queued: list[_Request] = []
         self._committing: asyncio.Task[None] | None = None
@@ -311,7 +330,7 @@ class UnitOfWork:
         The token, read after COMMIT, is only needed by those who wait."""
         async with tracing.transaction(e.command_id for e in envelopes), self.engine.connect() as conn:
             async with conn.begin():
-                recorded = await _Attempt(conn, suspects, careful).apply(envelopes)
+                recorded = await _Attempt(conn, suspects, careful, self.grants).apply(envelopes)
                 await outbox.mark_published(conn, relayed)
             if any(envelope.reply_to for envelope in envelopes):
                 recorded.token = await self._token(conn)

@@ -49,3 +49,9 @@ class Actor:
         if kind == "user" and ident.isdigit() and 0 < int(ident) < 2**31:
             return cls.user(int(ident))
         raise ValueError(f"invalid actor {value!r}")
+
+    @classmethod
+    def recorded(cls, value: str) -> "Actor":
+        """The actor as the inbox recorded it (str() of an Actor): a service too."""
+        kind, _, service = value.partition(":")
+        return cls("service", service=service) if kind == "service" else cls.parse(value)

@@ -177,3 +177,22 @@ def _titles(events: list[dict[str, object]], item_id: int) -> list[str]:
             seen.add(event["event_id"])
             titles.append(str(json.loads(json.dumps(event["data"]))["title"]))
     return titles
+
+
+async def test_a_command_with_a_priority_is_dead_lettered_with_the_reason(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    """publishing.md: never set `priority` (on RabbitMQ 4 it would overtake); one that does is refused."""
+    owner = await sign_up(http)
+    command_id = uuid.uuid4()
+    routing_key, message = create(owner.id, "with a priority", command_id)
+    message.priority = 5
+    await publish([(routing_key, message), create(owner.id, "after it")])
+    outcome = await outcome_of(primary, command_id)
+    assert (outcome["status"], outcome["code"]) == ("dead_lettered", "dead_lettered")
+    detail = await primary.fetchval("SELECT detail FROM command WHERE command_id = $1", command_id)
+    assert "priority property is not allowed" in detail
+    assert await count(primary, "SELECT count(*) FROM item WHERE title = 'with a priority'") == 0
+    assert await eventually(
+        lambda: count(primary, "SELECT count(*) FROM item WHERE owner_id = $1", owner.id), lambda n: n == 1
+    )

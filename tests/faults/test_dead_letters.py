@@ -4,15 +4,21 @@ command once and its outcome is replaced; what a caller reads of a failure is wo
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
 
+from cli.bus import service_user
+from cli.deadletters import BOOKKEEPING
+from shared.settings import ServiceGrant
 from shared.topology import DEAD_LETTER_QUEUE_NAME
+from tests import settings as test_settings
 from tests.ops.cli import opengovfood
 from tests.ops.test_deadletters import HASH
-from tests.security.helpers import peek_queue
+from tests.security.helpers import BusLogin, peek_queue, provision, publish_as
 from tests.support.api import WAIT, Client, sign_up, unique_email
 from tests.support.bus import command_message, publish
 from tests.support.database import WORKER_ROLE, items_refusing, rows_refusing, worker_lacks
@@ -223,3 +229,85 @@ async def _create(http: httpx.AsyncClient, client: Client, title: str) -> int:
     answer = await http.post("/api/v1/items", json={"title": title}, headers={**client.headers, **WAIT})
     assert answer.status_code == 201, answer.text
     return int(answer.json()["id"])
+
+
+DEAD = "dead_lettered"
+PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+
+
+async def republish_dead_letter_as(login: BusLogin, command_id: str) -> None:
+    """What a service that got hold of a dead letter might do: publish it again as itself."""
+    connection = await aio_pika.connect(test_settings.RABBIT_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(DEAD_LETTER_QUEUE_NAME, passive=True)
+        while (letter := await queue.get(no_ack=False, fail=False)) is not None:
+            if letter.message_id == command_id:
+                break
+        assert letter is not None, f"{command_id} is not in the dead-letter queue"
+        routing_key = str((letter.headers or {}).get("x-original-routing-key") or letter.routing_key)
+        headers = {k: v for k, v in (letter.headers or {}).items() if k not in BOOKKEEPING}
+        again = aio_pika.Message(
+            letter.body, message_id=command_id, user_id=login.name, headers=headers, delivery_mode=PERSISTENT
+        )
+        await publish_as(login, routing_key, again)
+        await letter.ack()
+
+
+def _replay_as(login: BusLogin, command_id: str) -> None:
+    """`opengovfood deadletters replay` as that bus user (RABBIT_URL names it)."""
+    url = f"amqp://{quote(login.name, safe='')}:{quote(login.password, safe='')}@127.0.0.1:5672/{test_settings.VHOST}"
+    opengovfood("deadletters", "replay", command_id, env={"RABBIT_URL": url})
+
+
+async def _parked(http: httpx.AsyncClient, client: Client, title: str) -> str:
+    """A create the database refuses (the worker may not insert items): dead-lettered, its id."""
+    parked = await http.post("/api/v1/items", json={"title": title}, headers={**client.headers, **WAIT})
+    assert parked.status_code == 503, parked.text
+    command_id = str(parked.json()["command_id"])
+    await eventually(lambda: _dead_letter(command_id), lambda found: found is not None)
+    return command_id
+
+
+async def test_an_operator_replays_a_dead_letter_as_the_actor_that_sent_it(
+    http: httpx.AsyncClient, inserts_refused: asyncpg.Connection
+) -> None:
+    """Provisioned with least privilege, the operator's own bus user republishes the command: it is
+    applied as its first sender (here a user), not as the operator, who may do nothing itself."""
+    primary = inserts_refused
+    client = await sign_up(http)
+    title = f"replayed by an operator {uuid.uuid4().hex}"
+    command_id = await _parked(http, client, title)
+    await primary.execute(f"GRANT INSERT ON item TO {WORKER_ROLE}")
+    grant = ServiceGrant.model_validate(test_settings.SERVICE_GRANTS[test_settings.SERVICE_OPERATOR])
+    _replay_as(provision(service_user(test_settings.SERVICE_OPERATOR, grant)), command_id)
+    outcome = await eventually(
+        lambda: _command(http, client, command_id), lambda seen: seen["status"] != "dead_lettered"
+    )
+    assert outcome["status"] == "applied", outcome
+    assert await primary.fetchval("SELECT actor FROM command WHERE command_id = $1", uuid.UUID(command_id)) == (
+        f"user:{client.id}"
+    )
+    assert await _items(primary, title) == 1
+
+
+async def test_a_service_that_is_no_operator_replaying_a_dead_letter_acts_as_itself(
+    http: httpx.AsyncClient, inserts_refused: asyncpg.Connection
+) -> None:
+    primary = inserts_refused
+    client = await sign_up(http)
+    title = f"replayed by another service {uuid.uuid4().hex}"
+    command_id = await _parked(http, client, title)
+    await primary.execute(f"GRANT INSERT ON item TO {WORKER_ROLE}")
+    # The service may publish item.create (the broker lets it), but only for an owner that is not this one.
+    grant = ServiceGrant.model_validate(test_settings.SERVICE_GRANTS[test_settings.SERVICE_LIMITED])
+    limited = provision(service_user(test_settings.SERVICE_LIMITED, grant))
+    await republish_dead_letter_as(limited, command_id)
+    row = await eventually(
+        lambda: primary.fetchrow(
+            "SELECT status, code, actor FROM command WHERE command_id = $1", uuid.UUID(command_id)
+        ),
+        lambda found: found is not None and found["status"] != "dead_lettered",
+    )
+    assert (row["status"], row["code"], row["actor"]) == ("rejected", "not_found", f"service:{limited.name}")
+    assert await _items(primary, title) == 0

@@ -66,3 +66,9 @@ def test_a_service_whose_name_the_inbox_cannot_hold_is_refused_with_the_reason()
         _decode(bus_user="s" * 73)
     assert refused.value.command_id is not None  # its outcome is recorded, the actor cut to the column
     assert str(_decode(bus_user="s" * 72).actor) == "service:" + "s" * 72
+
+
+def test_a_command_with_a_priority_is_refused_so_it_cannot_overtake() -> None:
+    with pytest.raises(PoisonMessage, match="priority property is not allowed"):
+        _decode(priority=5)
+    assert _decode(priority=0).actor == Actor.user(7)  # 0 is what a client without priorities sends

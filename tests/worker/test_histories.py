@@ -88,6 +88,7 @@ class Message:
     correlation_id: str | None = None
     content_type: str = "application/json"
     timestamp: datetime | None = None
+    priority: int | None = None
 
 
 @dataclass
