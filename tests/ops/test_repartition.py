@@ -2,9 +2,11 @@
 commands overtake each other; a worker started with the old count refuses to start."""
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import aio_pika
@@ -143,6 +145,32 @@ async def test_a_worker_restarted_during_the_drain_does_not_reopen_intake(
     assert still_closed, "intake reopened by a worker's restart during the drain"
     assert "partitions: 4 -> 2" in said
     assert not await _refused()  # intake resumed once the change completed
+
+
+async def test_a_repartition_killed_midway_leaves_intake_closed_until_it_runs_again(
+    http: httpx.AsyncClient, own_vhost: str
+) -> None:
+    """The operator's process dies during the drain: a worker restarted later still finds intake
+    closed (the marker stays), and `repartition` to the count there is reopens it."""
+    owners = [await sign_up(http)]
+    with VhostWorker(4, "worker-before-kill"):
+        pass
+    await _publish(owners, 0, BACKLOG)  # no worker: the drain cannot end
+    executable = str(Path(sys.executable).with_name("opengovfood"))
+    env = {**os.environ, **test_settings.ENV, "RABBIT_URL": URL}
+    changing = await asyncio.create_subprocess_exec(
+        executable, "bus", "repartition", "2", "--yes", cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        assert await eventually(_refused, lambda refused: refused)
+    finally:
+        changing.kill()  # as kill -9 would: no cleanup
+        await asyncio.wait_for(changing.wait(), 30)
+    with VhostWorker(4, "worker-after-kill"):
+        assert await _refused(), "intake reopened after the repartition was killed"
+        again = await asyncio.to_thread(opengovfood, "bus", "repartition", "4", "--yes", env={"RABBIT_URL": URL})
+        assert "intake resumed" in again.stdout
+        assert not await _refused()
 
 
 async def _items(primary: asyncpg.Connection, owners: list[Client]) -> int:
