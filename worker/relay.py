@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker import outbox
+from worker import repository
 from worker.outbound import Outbound
 from worker.outbox import OutboxRow
 
@@ -53,7 +53,7 @@ class PartitionRelay:
         last = 0
         while True:
             async with self.engine.connect() as conn:
-                rows = await outbox.unpublished(conn, self.partition, after_id=last, limit=self.page_size)
+                rows = await repository.unpublished_events(conn, self.partition, after_id=last, limit=self.page_size)
             if not rows:
                 break
             await self.outbound.events(rows)
@@ -90,4 +90,4 @@ class PartitionRelay:
     async def _mark(self, ids: Sequence[int]) -> None:
         if ids:
             async with self.engine.begin() as conn:
-                await outbox.mark_published(conn, ids)
+                await repository.mark_published(conn, ids)

@@ -169,7 +169,7 @@ class _Attempt:
     async def _write_noted(self) -> None:
         rows = [row for row, _ in self.noted]
         await repository.insert_outcomes(self.conn, rows)
-        self.recorded.events += await outbox.write(self.conn, [event for _, event in self.noted if event])
+        self.recorded.events += await repository.insert_events(self.conn, [event for _, event in self.noted if event])
         self.recorded.rows |= {row["command_id"]: SimpleNamespace(**row) for row in rows}
         self.noted = []
 
@@ -331,7 +331,7 @@ class UnitOfWork:
         async with tracing.transaction(e.command_id for e in envelopes), self.engine.connect() as conn:
             async with conn.begin():
                 recorded = await _Attempt(conn, suspects, careful, self.grants).apply(envelopes)
-                await outbox.mark_published(conn, relayed)
+                await repository.mark_published(conn, relayed)
             if any(envelope.reply_to for envelope in envelopes):
                 recorded.token = await self._token(conn)
         return recorded

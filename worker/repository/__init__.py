@@ -1,13 +1,30 @@
 """Every query the worker runs, on a connection inside the caller's transaction."""
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Row, String, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Dialect,
+    Integer,
+    Row,
+    String,
+    TypeDecorator,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.models import Command, Item, User
+from shared.models import Command, Item, OutboxEvent, User
+from worker.outbox import OutboxRow, encoded
 
 # Built once: constructing a statement per batch was a visible share of the worker's time.
 _OUTCOMES = select(Command.__table__).where(Command.command_id.in_(bindparam("ids", expanding=True)))
@@ -126,3 +143,55 @@ async def wal_position(conn: AsyncConnection) -> str | None:
     if conn.dialect.name != "postgresql":
         return None
     return str((await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one())
+
+
+class _EncodedJSON(TypeDecorator[str]):
+    """JSON text bound as it is: an event is encoded once, for the table and for the broker."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_INSERT = (
+    insert(OutboxEvent)
+    .values(payload=bindparam("body", type_=_EncodedJSON()))
+    .returning(OutboxEvent.id, sort_by_parameter_order=True)
+)
+
+
+async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[OutboxRow]:
+    """Insert outbox rows in the command batch's transaction; returned in order, with their ids."""
+    if not rows:
+        return []
+    inserted = [{key: row[key] for key in ("command_id", "partition", "name", "body")} for row in rows]
+    result = await conn.execute(_INSERT, inserted)
+    return [
+        OutboxRow(r.id, row["name"], row["command_id"], row["event_id"], row["request_id"], row["body"].encode())
+        for r, row in zip(result, rows, strict=True)
+    ]
+
+
+async def mark_published(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Mark relayed rows. Losing the mark (a crash before it commits) only relays them again, and
+    consumers deduplicate by event_id: it rides along in the next command transaction."""
+    if ids:
+        await conn.execute(
+            update(OutboxEvent).where(OutboxEvent.id.in_(list(ids))).values(published_at=datetime.now(UTC))
+        )
+
+
+async def unpublished_events(
+    conn: AsyncConnection, partition: int, after_id: int = 0, limit: int = 500
+) -> list[OutboxRow]:
+    """The next `limit` rows of this partition not yet marked published, after `after_id`, in commit order."""
+    query = select(OutboxEvent.id, OutboxEvent.name, OutboxEvent.command_id, OutboxEvent.payload).where(
+        OutboxEvent.partition == partition, OutboxEvent.published_at.is_(None), OutboxEvent.id > after_id
+    )
+    rows = await conn.execute(query.order_by(OutboxEvent.id).limit(limit))
+    return [
+        OutboxRow(r.id, r.name, r.command_id, r.payload["event_id"], r.payload.get("request_id"), encoded(r.payload))
+        for r in rows
+    ]
