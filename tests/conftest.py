@@ -92,4 +92,4 @@ async def rabbit(vhost: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnect
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that stop the machine's RabbitMQ or PostgreSQL run last."""
-    items.sort(key=lambda item: "test_service_outages" in item.nodeid)
+    items.sort(key=lambda item: "test_service_outages" in item.nodeid or "test_history_checker" in item.nodeid)

@@ -36,16 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.contracts.commands import CommandName, CreateItem, DeleteItem, DeleteUser, UpdateItem, UpdateUser
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
+from shared.contracts.headers import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 from shared.db import create_engine
 from shared.models import Command, Item, OutboxEvent, User
 from shared.settings import get_settings
-from shared.topology import (
-    DEAD_LETTER_EXCHANGE_NAME,
-    GATEWAY_REPLY_PREFIX,
-    HEADER_ACTOR,
-    HEADER_FINGERPRINT,
-    HEADER_IDEMPOTENCY_KEY,
-)
+from shared.topology import DEAD_LETTER_EXCHANGE_NAME, GATEWAY_REPLY_PREFIX
 from tests import settings as test_settings
 from tests.support.database import alembic_config
 from tests.support.embedded import HASH
