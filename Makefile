@@ -47,9 +47,10 @@ run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8
 test: install services  ## Run the whole test suite against the real services
 	$(PY) -m pytest
 
-soak: install services  ## Longer runs than make test: HISTORIES (default 1000) generated worker histories per database
+soak: install services  ## Longer than make test: 1,000 generated worker histories per database (HISTORIES), the history checker for 600 s (HISTORY_SECONDS)
 	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \
-	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed $(PY) -m pytest tests/worker/test_histories.py
+	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed HISTORY_SECONDS=$${HISTORY_SECONDS:-600} \
+	$(PY) -m pytest -s tests/worker/test_histories.py tests/faults/test_history_checker.py
 
 lint: install  ## ruff, mypy and the import layers (lint-imports)
 	$(VENV)/bin/ruff check .
