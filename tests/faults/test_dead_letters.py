@@ -14,11 +14,11 @@ import pytest
 from cli.bus import service_user
 from cli.deadletters import BOOKKEEPING
 from shared.settings import ServiceGrant
-from shared.topology import DEAD_LETTER_QUEUE_NAME
+from shared.topology import DEAD_LETTER_EXCHANGE_NAME, DEAD_LETTER_QUEUE_NAME, declare_topology
 from tests import settings as test_settings
 from tests.ops.cli import opengovfood
 from tests.ops.test_deadletters import HASH
-from tests.security.helpers import BusLogin, peek_queue, provision, publish_as
+from tests.security.helpers import BusLogin, outcome_of, peek_queue, provision, publish_as
 from tests.support.api import WAIT, Client, sign_up, unique_email
 from tests.support.bus import command_message, publish
 from tests.support.database import WORKER_ROLE, items_refusing, rows_refusing, worker_lacks
@@ -311,3 +311,38 @@ async def test_a_service_that_is_no_operator_replaying_a_dead_letter_acts_as_its
     )
     assert (row["status"], row["code"], row["actor"]) == ("rejected", "not_found", f"service:{limited.name}")
     assert await _items(primary, title) == 0
+
+
+async def test_events_committed_before_a_failed_dead_letter_publish_are_not_stranded(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, rabbit: aio_pika.abc.AbstractRobustConnection
+) -> None:
+    """The dead-letter exchange is gone, so a batch's dead letter cannot be published after its
+    commit: the batch's events still leave, before the owner's later ones."""
+    client = await sign_up(http)
+    run = uuid.uuid4().hex[:8]
+    before, refused, after = [f"before {run} {n}" for n in range(20)], f"refused {run}", f"after {run}"
+
+    def create(title: str, command_id: uuid.UUID | None = None) -> tuple[str, aio_pika.Message]:
+        body = {"owner_id": client.id, "title": title}
+        actor, owner = f"user:{client.id}", str(client.id)
+        return "item.create", command_message(body, actor=actor, owner=owner, command_id=command_id)
+
+    refused_id = uuid.uuid4()
+    async with tap_events() as tap, items_refusing(primary, refused):
+        channel = await rabbit.channel()
+        await channel.exchange_delete(DEAD_LETTER_EXCHANGE_NAME)
+        try:
+            await publish([create(title) for title in before] + [create(refused, refused_id)])
+            await outcome_of(primary, refused_id)  # committed (dead-lettered), its dead letter not published yet
+        finally:
+            await declare_topology(test_settings.RABBIT_URL, int(test_settings.ENV["COMMAND_PARTITIONS"]))
+        await publish([create(after)])
+
+        def titles(events: list[dict[str, Any]]) -> list[str]:
+            return list(dict.fromkeys(e["data"].get("title") for e in events if e["name"] == "item.created"))
+
+        seen = await eventually(lambda: tap.drain(), lambda events: after in titles(events), 60)
+    order = titles(seen)
+    assert set(before) <= set(order), f"stranded: {sorted(set(before) - set(order))}"
+    assert max(order.index(title) for title in before) < order.index(after)
+    assert (await _dead_letter(str(refused_id))) is not None
