@@ -9,21 +9,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.contracts.commands import CommandName, CreateItem, CreateUser
+from shared.contracts.commands import CommandName, CreateItem
 from shared.contracts.headers import Actor
 from shared.models import Command, Item
-from tests.support.embedded import HASH, envelope
+from tests.support.embedded import envelope, signed_up
 from worker.envelope import Envelope
 from worker.unit_of_work import UnitOfWork
-
-
-async def _owner(engine: AsyncEngine, email: str) -> int:
-    signup = envelope(
-        CommandName.USER_CREATE, CreateUser(email=email, hashed_password=HASH, full_name="O"), Actor.anonymous()
-    )
-    [created] = (await UnitOfWork(engine).apply([signup])).outcomes
-    assert created.resource_id is not None
-    return created.resource_id
 
 
 def _create(owner: int, title: str, partition: int = 0) -> Envelope[Any]:
@@ -43,7 +34,7 @@ async def _counts(engine: AsyncEngine) -> tuple[int, int]:
 
 
 async def test_a_copy_in_the_middle_of_a_batch_skips_nothing_after_it(sqlite: AsyncEngine) -> None:
-    owner = await _owner(sqlite, "copies@example.org")
+    owner = await signed_up(sqlite, "copies@example.org")
     a, b, c = (_create(owner, title) for title in "ABC")
     applied = await UnitOfWork(sqlite).apply([a, b, _copy(a), c])
     assert [(o.command_id, o.code) for o in applied.outcomes] == [
@@ -55,7 +46,7 @@ async def test_a_copy_in_the_middle_of_a_batch_skips_nothing_after_it(sqlite: As
 
 
 async def test_with_group_commit_each_partition_gets_its_own_commands_outcomes(sqlite: AsyncEngine) -> None:
-    first, second = await _owner(sqlite, "p0@example.org"), await _owner(sqlite, "p1@example.org")
+    first, second = await signed_up(sqlite, "p0@example.org"), await signed_up(sqlite, "p1@example.org")
     a, b, c = (_create(first, title, partition=0) for title in "ABC")
     d, e = (_create(second, title, partition=1) for title in "DE")
     unit_of_work = UnitOfWork(sqlite)

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.contracts.commands import CommandName, CreateItem, CreateUser
+from shared.contracts.commands import CommandName, CreateItem
 from shared.contracts.headers import Actor
-from tests.support.embedded import HASH, envelope
+from tests.support.embedded import envelope, signed_up
 from worker.envelope import Envelope
 from worker.unit_of_work import UnitOfWork
 
@@ -25,15 +25,6 @@ class CountingUnitOfWork(UnitOfWork):
         return await super()._attempt(envelopes, *args)
 
 
-async def _owner(sqlite: AsyncEngine, email: str) -> int:
-    signup = envelope(
-        CommandName.USER_CREATE, CreateUser(email=email, hashed_password=HASH, full_name="O"), Actor.anonymous()
-    )
-    [created] = (await UnitOfWork(sqlite).apply([signup])).outcomes
-    assert created.resource_id is not None
-    return created.resource_id
-
-
 def _creates(owner: int, partition: int, count: int) -> list[Envelope[Any]]:
     return [
         replace(
@@ -46,7 +37,7 @@ def _creates(owner: int, partition: int, count: int) -> list[Envelope[Any]]:
 
 async def test_batches_ready_together_share_a_transaction_and_get_their_own_results(sqlite: AsyncEngine) -> None:
     applier = group = CountingUnitOfWork(sqlite)
-    owners = [await _owner(sqlite, f"o{n}@example.org") for n in range(3)]
+    owners = [await signed_up(sqlite, f"o{n}@example.org") for n in range(3)]
     batches = [_creates(owner, partition, 2 + partition) for partition, owner in enumerate(owners)]
     results = await asyncio.gather(*(group.apply(batch) for batch in batches))
     assert applier.transactions == [2 + 3 + 4]  # one transaction for the three partitions
@@ -58,7 +49,7 @@ async def test_batches_ready_together_share_a_transaction_and_get_their_own_resu
 
 async def test_a_batch_handed_over_during_a_commit_goes_in_the_next_one(sqlite: AsyncEngine) -> None:
     applier = group = CountingUnitOfWork(sqlite)
-    owner = await _owner(sqlite, "later@example.org")
+    owner = await signed_up(sqlite, "later@example.org")
     first = asyncio.ensure_future(group.apply(_creates(owner, 0, 3)))
     for _ in range(1_000):  # until the first group's transaction has started (event-loop turns, no sleep)
         if applier.transactions:
