@@ -18,9 +18,8 @@ from pydantic import BaseModel
 
 from gateway.limits import WRITE_METHODS
 from gateway.problems import PROBLEM_JSON
-from gateway.request import FIELD_VALUE
+from gateway.request import FIELD_VALUE, TOKEN_PATTERN
 from gateway.schemas import Accepted, FieldError, Problem
-from gateway.wal import TOKEN_PATTERN
 from shared.contracts.outcomes import Outcome
 from shared.logging import _REQUEST_ID
 

@@ -5,39 +5,18 @@ clock and every later read of the same request uses what is left (then the prima
 """
 
 import asyncio
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from gateway.problems import Problem
-from gateway.wal import TOKEN_HEADER, TOKEN_PATTERN, PrimaryPosition, ReplicaWatermark, parse_token
+from gateway.request import current_reads, note_served_by
+from gateway.wal import PrimaryPosition, ReplicaWatermark
 from shared.reading import PostgresDatabase, Read, ReadDatabase
-
-__all__ = ["TOKEN_HEADER", "TOKEN_PATTERN", "Reads", "begin_reads", "parse_token"]
 
 # Concurrent fallback reads on the primary, out of its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW): the
 # rest stays free for the reads that must be there, whoever floods the fallbacks.
 FALLBACK_SLOTS = 4
 SLOT_WAIT_FLOOR_S = 0.1
 T = TypeVar("T")
-
-
-@dataclass
-class RequestReads:
-    """One request's reads: which databases answered, and when its one wait for the replica ends."""
-
-    served_by: list[str] = field(default_factory=list)
-    wait_ends: float | None = None
-
-
-_request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=None)
-
-
-def begin_reads() -> RequestReads:
-    """A new request: its reads are noted here (gateway/edge.py shows which database answered)."""
-    request = RequestReads()
-    _request.set(request)
-    return request
 
 
 class Reads:
@@ -73,7 +52,7 @@ class Reads:
 
     def _wait_left(self) -> float:
         """Seconds this request may still wait for the replica (its first call starts the clock)."""
-        request = _request.get()
+        request = current_reads()
         if request is None:
             return self.wait_s
         now = asyncio.get_running_loop().time()
@@ -84,14 +63,14 @@ class Reads:
     async def run(self, token: int | None, read: Read[T]) -> T:
         """A read that sees at least everything up to token."""
         if await self.on_replica(token):
-            _note("replica")
+            note_served_by("replica")
             return await self.replica.run(read)
         return await self._on_primary(read)
 
     async def find(self, token: int | None, read: Read[T | None]) -> T | None:
         """A lookup whose miss is checked again on the primary: a miss on the replica may be lag."""
         if await self.on_replica(token):
-            _note("replica")
+            note_served_by("replica")
             found = await self.replica.run(read)
             if found is not None or self.watermark is None:
                 return found
@@ -109,13 +88,7 @@ class Reads:
         except TimeoutError:
             raise Problem(503, "too many reads wait for the primary just now", headers={"Retry-After": "1"}) from None
         try:
-            _note("primary")
+            note_served_by("primary")
             return await self.primary.run(read)
         finally:
             self._fallbacks.release()
-
-
-def _note(database: str) -> None:
-    request = _request.get()
-    if request is not None:
-        request.served_by.append(database)

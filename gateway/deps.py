@@ -7,11 +7,10 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from gateway.auth import caller
-from gateway.consistency import TOKEN_PATTERN, parse_token
 from gateway.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from gateway.problems import Problem
 from gateway.repository import UserRecord
-from gateway.request import FIELD_VALUE, prefer_wait
+from gateway.request import FIELD_VALUE, TOKEN_PATTERN, parse_token, prefer_wait
 from gateway.security import BEARER_KEY
 from gateway.services import Services
 

@@ -14,10 +14,10 @@ import jwt
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.consistency import TOKEN_HEADER, RequestReads, begin_reads
 from gateway.limits import LOGIN_PATH, SIGNUP_PATH, WRITE_METHODS, RateLimits, body_cap, body_caps, client_address
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import Problem, answer_for
+from gateway.request import TOKEN_HEADER, RequestReads, begin_reads
 from gateway.security import AUTHORIZATION, BEARER_KEY, bearer, subject_of
 from shared import tracing
 from shared.logging import begin_request, new_request_id, write_line

@@ -24,11 +24,10 @@ from gateway.idempotency import KEY_PATTERN
 from gateway.items import ItemListing
 from gateway.problems import Problem, answer_for
 from gateway.repository import UserRecord
-from gateway.request import ITEM_ID, path_id, prefer_wait
+from gateway.request import ITEM_ID, TOKEN_HEADER, parse_token, path_id, prefer_wait
 from gateway.schemas import ItemCreate, item_json
 from gateway.security import BEARER_KEY
 from gateway.services import Services
-from gateway.wal import TOKEN_HEADER, parse_token
 from shared.etag import item_etag
 
 ITEMS = "/api/v1/items"

@@ -1,4 +1,5 @@
-"""What the gateway reads off a request before any rule of a route: ids in a path, `Prefer: wait`.
+"""What the gateway reads off a request before any rule of a route: ids in a path, `Prefer: wait`,
+the consistency token; and what one request's reads noted (gateway/consistency.py notes, edge.py shows).
 
 Ids in a path: ASCII digits only, and no more of them than int() reads (Python stops at 4,300).
 
@@ -9,6 +10,8 @@ either: `²` and `١` are digits to it (and int("١") is 1).
 
 import re
 import sys
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -50,3 +53,47 @@ def prefer_wait(value: str | None, cap: float) -> float | None:
 
 ITEM_ID = "/{item_id:id}"
 USER_ID = "/{user_id:id}"
+
+# The consistency token: a PostgreSQL WAL position (an LSN).
+TOKEN_HEADER = "X-Consistency-Token"
+TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
+_LSN = re.compile(TOKEN_PATTERN)
+
+
+def parse_token(value: str) -> int:
+    """A PostgreSQL LSN ("16/B374D848") as a number; raises ValueError if it is not one."""
+    match = _LSN.match(value.strip())
+    if not match:
+        raise ValueError("a consistency token looks like 0/16B3748")
+    high, low = value.strip().split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@dataclass
+class RequestReads:
+    """One request's reads: which databases answered, and when its one wait for the replica ends."""
+
+    served_by: list[str] = field(default_factory=list)
+    wait_ends: float | None = None
+
+
+_request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=None)
+
+
+def begin_reads() -> RequestReads:
+    """A new request: its reads are noted here (gateway/edge.py shows which database answered)."""
+    request = RequestReads()
+    _request.set(request)
+    return request
+
+
+def current_reads() -> RequestReads | None:
+    """This request's reads (None outside a request)."""
+    return _request.get()
+
+
+def note_served_by(database: str) -> None:
+    """Note which database answered one of this request's reads (X-Served-By)."""
+    request = _request.get()
+    if request is not None:
+        request.served_by.append(database)

@@ -7,7 +7,7 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from gateway import repository
-from gateway.wal import parse_token
+from gateway.request import parse_token
 from shared.reading import PostgresDatabase, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 

@@ -1,28 +1,14 @@
-"""Where the replica and the primary stand in the WAL, learned with as few queries as possible; the
-consistency token is such a position (an LSN, "16/B374D848")."""
+"""Where the replica and the primary stand in the WAL, learned with as few queries as possible."""
 
 import asyncio
 import logging
 import math
-import re
 
 from gateway import repository
 from shared.reading import ReadDatabase
 
 log = logging.getLogger(__name__)
-TOKEN_HEADER = "X-Consistency-Token"
-TOKEN_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
-_LSN = re.compile(TOKEN_PATTERN)
 FRESH_S = 1.0  # how long one reading of the replica counts (a replaced replica is noticed within it)
-
-
-def parse_token(value: str) -> int:
-    """A PostgreSQL LSN ("16/B374D848") as a number; raises ValueError if it is not one."""
-    match = _LSN.match(value.strip())
-    if not match:
-        raise ValueError("a consistency token looks like 0/16B3748")
-    high, low = value.strip().split("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 class ReplicaWatermark:

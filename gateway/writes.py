@@ -14,9 +14,9 @@ from gateway import repository
 from gateway.bus import BusUnavailable
 from gateway.idempotency import IdempotentRequest, idempotent
 from gateway.problems import problem_response
+from gateway.request import TOKEN_HEADER, parse_token
 from gateway.schemas import Accepted
 from gateway.services import Services
-from gateway.wal import TOKEN_HEADER, parse_token
 from shared.contracts.commands import CommandBody, CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode

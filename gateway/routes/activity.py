@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from gateway import repository
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
-from gateway.schemas import Activity, ActivityEntry
+from gateway.reports import Activity, ActivityEntry
 from shared.contracts.headers import Actor
 
 router = APIRouter(prefix="/users", tags=["users"])

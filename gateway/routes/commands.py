@@ -9,8 +9,8 @@ from gateway import repository
 from gateway.deps import CurrentUser, ServicesDep, TokenDep
 from gateway.problems import Problem
 from gateway.repository import UserRecord
+from gateway.request import TOKEN_HEADER
 from gateway.schemas import CommandRead
-from gateway.wal import TOKEN_HEADER
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from gateway import repository
 from gateway.checks import CachedChecks, ChecksDep
 from gateway.deps import ServicesDep
-from gateway.schemas import Liveness, Readiness, SystemStatus
+from gateway.reports import Liveness, Readiness, SystemStatus
 from gateway.services import Services
 from shared.reading import ReadDatabase
 

@@ -7,8 +7,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from gateway.consistency import parse_token
-from gateway.request import _PREFER_WAIT
+from gateway.request import _PREFER_WAIT, parse_token
 from gateway.security import Passwords, Subject, create_access_token, password_stamp, subject_of
 from shared.settings import Settings
 from tests.support.embedded import HASH
