@@ -2,7 +2,7 @@
 
 Spans come from four hooks: the gateway's HTTP request (FastAPI's own telemetry, `http_telemetry`),
 every publish (`publishing`, shared/publishing.py), the worker's receipt of each command
-(`received`, worker/consumer.py) and each batch's transaction (`transaction`, worker/apply.py).
+(`received`, worker/pipeline.py) and each batch's transaction (`transaction`, worker/unit_of_work.py).
 The context crosses the bus in AMQP headers (W3C `traceparent`/`tracestate`). A transaction
 applies many commands, so its span links to each command's receipt instead of having a parent;
 what the worker then sends about a command (its event, outcome or dead letter, correlated by the
