@@ -36,9 +36,11 @@ class WorkerModel:
     refused_title: str  # a title the database refuses (a trigger), while `refusing`
     refusing: bool = True
     created: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)  # create command -> (owner, title)
+    signed_up: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)  # user.create -> (email, full_name)
+    emails: dict[str, int | uuid.UUID] = field(default_factory=dict)  # taken email -> user id (or its user.create)
     inbox: dict[uuid.UUID, _Recorded] = field(default_factory=dict)
     keys: dict[tuple[uuid.UUID, str], uuid.UUID] = field(default_factory=dict)
-    events: list[tuple[int, uuid.UUID]] = field(default_factory=list)  # (owner, command id), in commit order
+    events: list[tuple[Any, uuid.UUID]] = field(default_factory=list)  # (owner, command id), in commit order
 
     def transaction(self, envelopes: list[Envelope[Any]]) -> list[Answer]:
         """One committed transaction of the worker, with these deliveries in this order: each one's answer."""
@@ -74,8 +76,14 @@ class WorkerModel:
             self.events.append((owner, envelope.command_id))
         return _Recorded(answer, envelope.fingerprint, key)
 
-    def _rules(self, envelope: Envelope[Any]) -> tuple[Answer, int]:
+    def _rules(self, envelope: Envelope[Any]) -> tuple[Answer, Any]:
         body, actor = envelope.body, envelope.actor.user_id
+        if envelope.name == CommandName.USER_CREATE:  # anyone may sign up; its events are the new user's own
+            if body.email in self.emails:
+                return ("rejected", "email_taken"), 0
+            self.emails[body.email] = envelope.command_id
+            self.signed_up[envelope.command_id] = (body.email, body.full_name)
+            return ("applied", "created"), envelope.command_id
         if envelope.name == CommandName.ITEM_CREATE:
             if body.owner_id not in self.users or actor != body.owner_id:
                 return NOT_FOUND, 0
@@ -101,7 +109,8 @@ class WorkerModel:
         if envelope.name == CommandName.USER_UPDATE:
             self.users[body.user_id] = body.full_name
             return ("applied", "updated"), body.user_id
-        del self.users[body.user_id]  # user.delete: their items go with them
+        del self.users[body.user_id]  # user.delete: their items (and their email) go with them
+        self.emails = {email: user for email, user in self.emails.items() if user != body.user_id}
         self.items = {item_id: item for item_id, item in self.items.items() if item[0] != body.user_id}
         self.created = {command: item for command, item in self.created.items() if item[0] != body.user_id}
         return ("applied", "deleted"), body.user_id

@@ -1,6 +1,6 @@
 """Generated histories: the worker's pipeline and unit of work against a reference model of itself.
 
-Hypothesis writes the history — item and user commands of 1–4 owners, valid and refused (a trigger
+Hypothesis writes the history — item and user commands (sign-ups too) of 1–4 owners, valid and refused (a trigger
 refuses one title until it is lifted), copies of earlier command ids (the same body or another, right
 after or later), Idempotency-Keys reused with another body, an If-Match that no longer matches,
 poison messages — then cuts each partition's deliveries into batches at random, hands random sets of
@@ -34,7 +34,15 @@ from hypothesis import strategies as st
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.contracts.commands import CommandName, CreateItem, DeleteItem, DeleteUser, UpdateItem, UpdateUser
+from shared.contracts.commands import (
+    CommandName,
+    CreateItem,
+    CreateUser,
+    DeleteItem,
+    DeleteUser,
+    UpdateItem,
+    UpdateUser,
+)
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
 from shared.db import create_engine
@@ -163,7 +171,7 @@ def failing_statements(engine: AsyncEngine, faults: Faults) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # create | update | delete | user-update | user-delete | copy | key-reuse | poison
+    kind: str  # create | update | delete | user-create | user-update | user-delete | copy | key-reuse | poison
     owner: int = 0
     as_owner: bool = True  # else another user sends it
     item: int = 0  # update/delete: 0, 1 (the owner's items before the history) or 2 (no such item)
@@ -185,6 +193,7 @@ def steps(owners: int) -> st.SearchStrategy[Step]:
                   title=title, stale=st.booleans(), keyed=st.booleans()),
         st.builds(Step, kind=st.just("delete"), owner=owner, item=st.integers(0, 2)),
         st.builds(Step, kind=st.just("user-update"), owner=owner, as_owner=st.booleans()),
+        st.builds(Step, kind=st.just("user-create"), item=st.integers(0, 3)),  # item: which email
         st.builds(Step, kind=st.just("user-delete"), owner=owner),
         st.builds(Step, kind=st.just("copy"), back=st.integers(1, 8), same_body=st.booleans()),
         st.builds(Step, kind=st.just("copy"), back=st.integers(1, 3)),
@@ -219,6 +228,9 @@ def _body(step: Step, world: World) -> tuple[CommandName, Any]:
         )
     if step.kind == "delete":
         return CommandName.ITEM_DELETE, DeleteItem(item_id=item)
+    if step.kind == "user-create":  # a new email, or one an owner has
+        email = f"owner{step.item}@example.org" if step.item < len(world.users) else f"new{step.item}@example.org"
+        return CommandName.USER_CREATE, CreateUser(email=email, hashed_password=HASH, full_name="new")
     if step.kind == "user-update":
         return CommandName.USER_UPDATE, UpdateUser(user_id=user, full_name=f"name {uuid.uuid4().hex[:6]}")
     return CommandName.USER_DELETE, DeleteUser(user_id=user)
@@ -227,7 +239,7 @@ def _body(step: Step, world: World) -> tuple[CommandName, Any]:
 def _message(name: CommandName, body: Any, *, owner: int, actor: int, command_id: uuid.UUID,
              key: uuid.UUID | None, fingerprinted: bool) -> Message:  # fmt: skip
     data = body.model_dump_json(exclude_unset=True).encode()
-    headers: dict[str, Any] = {HEADER_ACTOR: f"user:{actor}"}
+    headers: dict[str, Any] = {HEADER_ACTOR: f"user:{actor}" if actor else "anonymous"}
     if fingerprinted:
         headers[HEADER_FINGERPRINT] = hashlib.sha256(data).hexdigest()[:32]
     if key is not None:
@@ -261,6 +273,8 @@ def deliveries(history: list[Step], world: World) -> list[Message]:
         elif step.kind not in ("copy", "key-reuse"):
             name, body = _body(step, world)
             actor = world.users[step.owner] if step.as_owner else world.users[(step.owner + 1) % len(world.users)] + 1
+            if name == CommandName.USER_CREATE:
+                actor = 0  # anonymous: sign-up
             key = uuid.uuid4() if step.keyed else None
             message = _message(name, body, owner=step.owner, actor=actor, command_id=uuid.uuid4(), key=key,
                                fingerprinted=step.fingerprinted)  # fmt: skip
@@ -351,6 +365,7 @@ async def _reset(db: Database, owners: int) -> World:
 def _model(world: World) -> WorkerModel:
     """The model of a world that _reset has just made."""
     return WorkerModel(
+        emails={f"owner{n}@example.org": user for n, user in enumerate(world.users)},
         users={user: f"owner {n}" for n, user in enumerate(world.users)},
         items={item: (world.users[n], f"item {k}") for n, ids in enumerate(world.items) for k, item in enumerate(ids)},
         refused_title=REFUSED,
@@ -436,7 +451,8 @@ async def _check(db: Database, model: WorkerModel, publisher: Publisher) -> None
     assert {command_id: (row.status, row.code) for command_id, row in inbox.items()} == {
         command_id: recorded.answer for command_id, recorded in model.inbox.items()
     }
-    assert users == model.users
+    signed_up = {inbox[command_id].resource_id: full_name for command_id, (_, full_name) in model.signed_up.items()}
+    assert users == model.users | signed_up
     created = {inbox[command_id].resource_id: item for command_id, item in model.created.items()}
     assert items == model.items | created
     assert unpublished == []
