@@ -38,6 +38,8 @@ class WorkerModel:
     created: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)  # create command -> (owner, title)
     signed_up: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)  # user.create -> (email, full_name)
     emails: dict[str, int | uuid.UUID] = field(default_factory=dict)  # taken email -> user id (or its user.create)
+    imported: list[tuple[int, str]] = field(default_factory=list)  # (owner, title) of each imported item
+    chunks: set[tuple[uuid.UUID, int, int]] = field(default_factory=set)  # (import id, owner, seq) applied
     inbox: dict[uuid.UUID, _Recorded] = field(default_factory=dict)
     keys: dict[tuple[uuid.UUID, str], uuid.UUID] = field(default_factory=dict)
     events: list[tuple[Any, uuid.UUID]] = field(default_factory=list)  # (owner, command id), in commit order
@@ -72,7 +74,7 @@ class WorkerModel:
         if key is not None and self.keys.setdefault(key, envelope.command_id) != envelope.command_id:
             return _Recorded(KEY_REUSED, envelope.fingerprint, None)
         answer, owner = self._rules(envelope)
-        if answer[0] == "applied":
+        if answer[0] == "applied" and owner is not None:
             self.events.append((owner, envelope.command_id))
         return _Recorded(answer, envelope.fingerprint, key)
 
@@ -91,6 +93,8 @@ class WorkerModel:
                 return DEAD_LETTERED, 0
             self.created[envelope.command_id] = (body.owner_id, body.title)
             return ("applied", "created"), body.owner_id
+        if envelope.name == CommandName.ITEM_IMPORT:
+            return self._import(body, actor)
         if envelope.name in (CommandName.ITEM_UPDATE, CommandName.ITEM_DELETE):
             item = self.items.get(body.item_id)
             if item is None or item[0] != actor:
@@ -113,4 +117,21 @@ class WorkerModel:
         self.emails = {email: user for email, user in self.emails.items() if user != body.user_id}
         self.items = {item_id: item for item_id, item in self.items.items() if item[0] != body.user_id}
         self.created = {command: item for command, item in self.created.items() if item[0] != body.user_id}
+        self.imported = [item for item in self.imported if item[0] != body.user_id]
         return ("applied", "deleted"), body.user_id
+
+    def _import(self, chunk: Any, actor: int | None) -> tuple[Answer, Any]:
+        """A chunk: applied once per (import, owner, seq); rows of a missing owner are each rejected."""
+        if actor != chunk.owner_id:
+            return NOT_FOUND, 0
+        key = (chunk.import_id, chunk.owner_id, chunk.seq)
+        titles = [row["title"] for row in chunk.rows]
+        exists = chunk.owner_id in self.users
+        if key not in self.chunks and exists and self.refusing and self.refused_title in titles:
+            return DEAD_LETTERED, 0  # the whole chunk: COPY is one statement
+        created = key not in self.chunks and exists
+        self.chunks.add(key)
+        if not created:
+            return ("applied", "created"), None  # a repeat, or every row rejected: nothing to announce
+        self.imported += [(chunk.owner_id, title) for title in titles]
+        return ("applied", "created"), chunk.owner_id

@@ -1,6 +1,7 @@
 """Generated histories: the worker's pipeline and unit of work against a reference model of itself.
 
-Hypothesis writes the history — item and user commands (sign-ups too) of 1–4 owners, valid and refused (a trigger
+Hypothesis writes the history — every command name (item.create/update/delete/import, user.create/
+update/delete) for 1–4 owners, valid and refused (a trigger
 refuses one title until it is lifted), copies of earlier command ids (the same body or another, right
 after or later), Idempotency-Keys reused with another body, an If-Match that no longer matches,
 poison messages — then cuts each partition's deliveries into batches at random, hands random sets of
@@ -24,7 +25,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +46,7 @@ from shared.contracts.commands import (
 )
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_ACTOR, HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY
+from shared.contracts.imports import ImportChunk, ImportRow
 from shared.db import create_engine
 from shared.models import Command, Item, OutboxEvent, User
 from shared.settings import get_settings
@@ -171,7 +173,7 @@ def failing_statements(engine: AsyncEngine, faults: Faults) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # create | update | delete | user-create | user-update | user-delete | copy | key-reuse | poison
+    kind: str  # create | update | delete | import | user-create | user-update | user-delete | copy | key-reuse | poison
     owner: int = 0
     as_owner: bool = True  # else another user sends it
     item: int = 0  # update/delete: 0, 1 (the owner's items before the history) or 2 (no such item)
@@ -179,7 +181,9 @@ class Step:
     stale: bool = False  # an If-Match that no longer matches
     keyed: bool = False  # with an Idempotency-Key
     fingerprinted: bool = True
-    back: int = 1  # copy / key-reuse: of the command this many steps back
+    back: int = 1  # copy / key-reuse / import (when `again`): of the command this many steps back
+    rows: tuple[str, ...] = ()  # import: the rows' titles
+    again: bool = False  # import: an earlier chunk again, under a new command id
     same_body: bool = True  # copy: the same body, else another under the same id
 
 
@@ -192,6 +196,9 @@ def steps(owners: int) -> st.SearchStrategy[Step]:
         st.builds(Step, kind=st.just("update"), owner=owner, as_owner=st.booleans(), item=st.integers(0, 2),
                   title=title, stale=st.booleans(), keyed=st.booleans()),
         st.builds(Step, kind=st.just("delete"), owner=owner, item=st.integers(0, 2)),
+        st.builds(Step, kind=st.just("import"), owner=owner, as_owner=st.booleans(),
+                  rows=st.lists(title, min_size=1, max_size=3).map(tuple), again=st.booleans(), back=st.integers(1, 6)),
+        st.builds(Step, kind=st.just("import"), owner=owner, rows=st.just(("soup", "bread"))),
         st.builds(Step, kind=st.just("user-update"), owner=owner, as_owner=st.booleans()),
         st.builds(Step, kind=st.just("user-create"), item=st.integers(0, 3)),  # item: which email
         st.builds(Step, kind=st.just("user-delete"), owner=owner),
@@ -228,6 +235,9 @@ def _body(step: Step, world: World) -> tuple[CommandName, Any]:
         )
     if step.kind == "delete":
         return CommandName.ITEM_DELETE, DeleteItem(item_id=item)
+    if step.kind == "import":
+        rows = [ImportRow(row=n + 1, title=title) for n, title in enumerate(step.rows)]
+        return CommandName.ITEM_IMPORT, ImportChunk(import_id=uuid.uuid4(), seq=0, total=1, owner_id=user, rows=rows)
     if step.kind == "user-create":  # a new email, or one an owner has
         email = f"owner{step.item}@example.org" if step.item < len(world.users) else f"new{step.item}@example.org"
         return CommandName.USER_CREATE, CreateUser(email=email, hashed_password=HASH, full_name="new")
@@ -251,6 +261,7 @@ def deliveries(history: list[Step], world: World) -> list[Message]:
     """The messages the history publishes, in publication order."""
     sent: list[Message] = []
     keyed: list[Message] = []
+    chunks: list[Message] = []
     for step in history:
         if step.kind == "poison":
             sent.append(Message("item.create", str(uuid.uuid4()), b"{not json", {}, 0))
@@ -270,6 +281,9 @@ def deliveries(history: list[Step], world: World) -> list[Message]:
             key = uuid.UUID(original.headers[HEADER_IDEMPOTENCY_KEY])
             sent.append(_message(CommandName.ITEM_CREATE, body, owner=original.owner, actor=actor,
                                  command_id=uuid.uuid4(), key=key, fingerprinted=True))  # fmt: skip
+        elif step.kind == "import" and step.again and chunks:
+            original = chunks[-min(step.back, len(chunks))]
+            sent.append(replace(original, message_id=str(uuid.uuid4())))
         elif step.kind not in ("copy", "key-reuse"):
             name, body = _body(step, world)
             actor = world.users[step.owner] if step.as_owner else world.users[(step.owner + 1) % len(world.users)] + 1
@@ -281,6 +295,8 @@ def deliveries(history: list[Step], world: World) -> list[Message]:
             sent.append(message)
             if key is not None:
                 keyed.append(message)
+            if name == CommandName.ITEM_IMPORT:
+                chunks.append(message)
     return sent
 
 
@@ -454,7 +470,9 @@ async def _check(db: Database, model: WorkerModel, publisher: Publisher) -> None
     signed_up = {inbox[command_id].resource_id: full_name for command_id, (_, full_name) in model.signed_up.items()}
     assert users == model.users | signed_up
     created = {inbox[command_id].resource_id: item for command_id, item in model.created.items()}
-    assert items == model.items | created
+    known = model.items | created
+    assert {item_id: item for item_id, item in items.items() if item_id in known} == known
+    assert sorted(item for item_id, item in items.items() if item_id not in known) == sorted(model.imported)
     assert unpublished == []
     first_seen: dict[str, uuid.UUID] = {}
     for event_id, command_id in publisher.events:
