@@ -27,6 +27,12 @@ T = TypeVar("T")
 Params = Mapping[str, Any]
 DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
 LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, OSError)  # the server went away
+# Not reachable just now: connection failures (SQLSTATE 08), a server shutting down or starting up (57P).
+UNREACHABLE = (*LOST, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database could not answer a read just now (it restarts, or is unreachable): retry shortly."""
 
 
 class ReadConnection(Protocol):
@@ -122,6 +128,13 @@ class PostgresDatabase:
         self._compiled: dict[int, _Compiled] = {}
 
     async def run(self, read: Read[T]) -> T:
+        """The read's result; DatabaseUnavailable when the server cannot be reached, even on a new connection."""
+        try:
+            return await self._run(read)
+        except UNREACHABLE as error:
+            raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
+
+    async def _run(self, read: Read[T]) -> T:
         for attempt in (1, 2):
             connection = await self._acquire()
             try:
@@ -195,6 +208,13 @@ class EngineDatabase:
         self.engine = engine
 
     async def run(self, read: Read[T]) -> T:
+        """The read's result; DatabaseUnavailable when the server cannot be reached, even on a new connection."""
+        try:
+            return await self._run(read)
+        except UNREACHABLE as error:
+            raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
+
+    async def _run(self, read: Read[T]) -> T:
         for attempt in (1, 2):
             try:
                 async with self.engine.connect() as connection:

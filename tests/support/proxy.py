@@ -111,3 +111,25 @@ class LosesCommitAcks(TcpProxy):
             upstream_writer.close()
 
         await asyncio.gather(to_server(), to_client())
+
+
+class StartingUp(TcpProxy):
+    """Once cut, new connections are answered as PostgreSQL answers them while it restarts:
+    FATAL 57P03 "the database system is starting up" (after declining TLS, as it may)."""
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._open:
+            await super()._serve(client_reader, client_writer)
+            return
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                length = int.from_bytes(await client_reader.readexactly(4), "big")
+                request = await client_reader.readexactly(length - 4)
+                if request[:4] == (80877103).to_bytes(4, "big"):  # SSLRequest: no TLS here
+                    client_writer.write(b"N")
+                    continue
+                fields = b"SFATAL\x00VFATAL\x00C57P03\x00Mthe database system is starting up\x00\x00"
+                client_writer.write(b"E" + (len(fields) + 4).to_bytes(4, "big") + fields)
+                await client_writer.drain()
+                break
+        client_writer.close()
