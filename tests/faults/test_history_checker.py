@@ -39,6 +39,7 @@ from tests.support.processes import Gateway, Worker, wait_until
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "60"))
 WRITERS = 4
 BROKER_DOWN_S = 5.0
+PUBLISH_RATE = 100  # bus commands a second, at most
 
 
 @dataclass
@@ -127,6 +128,7 @@ async def _publisher(owner: Client, history: History, stop: asyncio.Event) -> No
                     history.bus_publishes += 1
                     await asyncio.wait_for(exchange.publish(message, routing_key="item.create", mandatory=True), 5)
                     unconfirmed.pop(0)
+                    await asyncio.sleep(1 / PUBLISH_RATE)  # the publisher's pace: a backlog the run can drain
                     if title in history.maybe:  # its first confirm
                         history.maybe.discard(title)
                         history.accepted[owner.id].append(title)
@@ -179,22 +181,26 @@ FAULTS = os.environ.get("HISTORY_FAULTS", "kill,primary,broker").split(",")  # a
 
 
 async def _faults(worker: Worker, history: History) -> None:
-    """One of each, spread over the run; each waits for the service to be back before the next."""
-    step = SECONDS / 4
+    """One of each, the i-th at i/4 of the run (or as soon as the one before is over)."""
+    started = time.monotonic()
+
+    async def at(fraction: float) -> None:  # the schedule of faults, not a synchronisation
+        await asyncio.sleep(max(0.0, started + fraction * SECONDS - time.monotonic()))
+
     if "kill" in FAULTS:
-        await asyncio.sleep(step)  # the schedule of faults: when each happens, not a synchronisation
+        await at(0.25)
         worker.kill()
         history.faults.append("worker kill -9")
         await asyncio.to_thread(worker.start, 60)
     if "primary" in FAULTS:
-        await asyncio.sleep(step)
+        await at(0.5)
         await asyncio.to_thread(_restart_primary)
         history.faults.append("primary restart")
     if "broker" in FAULTS:
-        await asyncio.sleep(step)
+        await at(0.75)
         await asyncio.to_thread(rabbitmq, "stop_app")
         history.faults.append(f"broker stopped {BROKER_DOWN_S:.0f} s")
-        await asyncio.sleep(BROKER_DOWN_S)
+        await asyncio.sleep(BROKER_DOWN_S)  # how long the broker stays down
         await asyncio.to_thread(rabbitmq, "start_app")
         await asyncio.to_thread(wait_until, broker_accepts_connections, 60, "RabbitMQ to accept connections")
 
@@ -231,6 +237,12 @@ async def _check(history: History, primary: asyncpg.Connection) -> dict[str, int
             "SELECT title FROM item WHERE owner_id = $1 AND title = ANY($2) ORDER BY id", owner, titles)]
         for owner, titles in history.accepted.items()
     }  # fmt: skip
+    for owner, titles in history.accepted.items():  # what an anomaly looks like, for whoever reads the log
+        for kind, seen in (("applied", applied_order[owner]), ("events", events_by_owner.get(owner, []))):
+            if seen != titles:
+                at = next((n for n, (a, b) in enumerate(zip(seen, titles, strict=False)) if a != b), len(seen))
+                near = slice(max(0, at - 3), at + 4)
+                print(f"\nowner {owner}: {kind} {seen[near]} != accepted {titles[near]}")
     return {
         "lost": len([title for title in accepted if count.get(title, 0) == 0]),
         "duplicated": sum(n - 1 for n in count.values() if n > 1),
@@ -244,9 +256,7 @@ async def _check(history: History, primary: asyncpg.Connection) -> dict[str, int
     }
 
 
-async def test_a_generated_load_with_faults_keeps_every_promise(
-    stack: tuple[Worker, Gateway], primary: asyncpg.Connection
-) -> None:
+async def test_a_generated_load_with_faults_keeps_every_promise(stack: tuple[Worker, Gateway]) -> None:
     worker, gateway = stack
     history, writing, followed = History(), asyncio.Event(), asyncio.Event()
     queue_name = await _event_queue()
@@ -260,9 +270,11 @@ async def test_a_generated_load_with_faults_keeps_every_promise(
         await asyncio.sleep(max(0.0, SECONDS - (time.monotonic() - started)))  # the run's length
         writing.set()
         await asyncio.wait_for(asyncio.gather(*load), 180)
+    primary = await asyncpg.connect(test_settings.PRIMARY_DSN)  # a new one: the primary restarted
     try:
         anomalies = await _check(history, primary)
     finally:
+        await primary.close()
         followed.set()
         await follower
     operations = history.http_writes + history.bus_publishes + history.reads
