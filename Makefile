@@ -49,7 +49,7 @@ test: install services  ## Run the whole test suite against the real services
 
 soak: install services  ## Longer than make test: 1,000 generated worker histories per database (HISTORIES), the history checker for 600 s (HISTORY_SECONDS)
 	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \
-	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed HISTORY_SECONDS=$${HISTORY_SECONDS:-600} \
+	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed HISTORY_SECONDS=$${HISTORY_SECONDS:-600} HISTORY_FAULTS=kill,primary,broker \
 	$(PY) -m pytest -s tests/worker/test_histories.py tests/faults/test_history_checker.py
 
 lint: install  ## ruff, mypy and the import layers (lint-imports)
