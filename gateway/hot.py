@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import items
+from gateway import items, writes
 from gateway.auth import caller
 from gateway.edge import HEADERS_KEY, ROUTE_KEY
 from gateway.idempotency import KEY_PATTERN
@@ -114,7 +114,7 @@ class HotRoutes:
             await self.app(scope, replay, send)
             return
         wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
-        response = await items.create_item(services, user, fields, wait=wait, key=key)
+        response = await writes.create_item(services, user, fields, wait=wait, key=key)
         await response(scope, replay, send)
 
 

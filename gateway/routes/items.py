@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
-from gateway import items, repository
+from gateway import items, repository, writes
 from gateway.apidoc import header, link, write_answers
 from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep, TokenDep
 from gateway.items import ItemListing
@@ -48,7 +48,7 @@ async def _owned_item(services: ServicesDep, token: int | None, item_id: int, ow
 async def create_item(
     body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
-    return await items.create_item(services, user, body, wait=wait, key=key)
+    return await writes.create_item(services, user, body, wait=wait, key=key)
 
 
 @router.get("", operation_id="items-list")
@@ -102,7 +102,7 @@ async def update_item(
     """Changes only the fields sent; with If-Match, only if the item is unchanged (else 412)."""
     await _owned_item(services, token, item_id, user.id)
     command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True), **_precondition(if_match))
-    resource, route = items.item_resource(user.id), f"PATCH /items/{item_id}"
+    resource, route = writes.item_resource(user.id), f"PATCH /items/{item_id}"
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_UPDATE, command,
         wait_s=wait, resource=resource, key=key, route=route, fingerprinted=command,
@@ -127,7 +127,7 @@ async def delete_item(
 ) -> Response:
     await _owned_item(services, token, item_id, user.id)
     command = DeleteItem(item_id=item_id, **_precondition(if_match))
-    resource, route = items.item_resource(user.id), f"DELETE /items/{item_id}"
+    resource, route = writes.item_resource(user.id), f"DELETE /items/{item_id}"
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_DELETE, command,
         wait_s=wait, resource=resource, key=key, route=route, fingerprinted=command,
