@@ -1,9 +1,15 @@
-"""The gateway application: create_app() wires the bus, the databases and the routes in the lifespan."""
+"""The gateway application: create_app() wires the bus, the databases and the routes in the lifespan.
+
+`python -m gateway.app [DIR]` writes DIR/openapi.json, the gateway's OpenAPI document (`make docs`).
+"""
 
 import asyncio
 import contextlib
+import json
 import logging
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiormq.exceptions import ChannelAccessRefused
 from fastapi import APIRouter, FastAPI
@@ -111,3 +117,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(metrics.router)
     return app
+
+
+def openapi_json() -> str:
+    """The OpenAPI document as written to docs/openapi.json."""
+    return json.dumps(create_app().openapi(), indent=2) + "\n"
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "openapi.json").write_text(openapi_json(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,27 +3,34 @@
 import jwt
 
 from gateway import repository
+from gateway.consistency import Reads
 from gateway.problems import Problem
+from gateway.recent_users import RecentUsers
 from gateway.repository import UserRecord
 from gateway.security import password_stamp, subject_of
-from gateway.services import Services
+from shared.settings import Settings
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-async def caller(services: Services, access_token: str, token: int | None) -> UserRecord:
+async def caller(
+    access_token: str, token: int | None, *, settings: Settings, users: RecentUsers, reads: Reads
+) -> UserRecord:
     """The caller: a valid token of a user who exists, is active and has the password the token was
-    issued under (a deleted user's token fails, and so do older tokens after a password change)."""
+    issued under (a deleted user's token fails, and so do older tokens after a password change).
+
+    It takes the three things it uses, not the whole Services record: what sits below the operations
+    then does not stand on everything the lifespan builds (the import chain stays short)."""
     try:
-        subject = subject_of(access_token, services.settings)
+        subject = subject_of(access_token, settings)
     except jwt.InvalidTokenError:
         raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED) from None
-    user = services.users.get(subject.user_id) if token is None else None
+    user = users.get(subject.user_id) if token is None else None
     if user is None:
-        user = await services.reads.find(token, lambda conn: repository.get_user(conn, subject.user_id))
+        user = await reads.find(token, lambda conn: repository.get_user(conn, subject.user_id))
         if user is None or user.is_active is False:
             raise Problem(401, "invalid or expired access token", headers=UNAUTHORIZED)
-        services.users.remember(user)
-    if password_stamp(user.hashed_password, services.settings) != subject.password_stamp:
+        users.remember(user)
+    if password_stamp(user.hashed_password, settings) != subject.password_stamp:
         raise Problem(401, "invalid or expired access token (the password changed)", headers=UNAUTHORIZED)
     return user

@@ -1,22 +1,128 @@
 """Read-your-writes: consistency tokens are WAL positions; reads wait for the replica or use the primary.
 
 A request waits for the replica at most once, for at most CONSISTENCY_WAIT: its first wait starts the
-clock and every later read of the same request uses what is left (then the primary, at once).
+clock and every later read of the same request uses what is left (then the primary, at once). Where
+the replica and the primary stand in the WAL is learned with as few queries as possible (one poller
+serves every waiting request).
 """
 
 import asyncio
+import logging
+import math
 from typing import TypeVar
 
+from gateway import repository
 from gateway.problems import Problem
 from gateway.request import current_reads, note_served_by
-from gateway.wal import PrimaryPosition, ReplicaWatermark
 from shared.reading import PostgresDatabase, Read, ReadDatabase
 
+log = logging.getLogger(__name__)
 # Concurrent fallback reads on the primary, out of its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW): the
 # rest stays free for the reads that must be there, whoever floods the fallbacks.
 FALLBACK_SLOTS = 4
 SLOT_WAIT_FLOOR_S = 0.1
 T = TypeVar("T")
+FRESH_S = 1.0  # how long one reading of the replica counts (a replaced replica is noticed within it)
+
+
+class ReplicaWatermark:
+    """How far the replica that answers has replayed; one poller serves every waiting request.
+
+    The mark follows each reading, down as well as up: the server behind READ_DATABASE_URL may be
+    replaced by a standby that is further behind, or promoted (its replay position is NULL then), and
+    neither may leave a high mark that counts every token as replayed. A server that replays nothing
+    shows no token: those reads go to the primary. A reading counts for `fresh_s`, then is asked again.
+    """
+
+    def __init__(self, database: ReadDatabase, interval_s: float = 0.002, fresh_s: float = FRESH_S) -> None:
+        self.database = database
+        self.interval_s = interval_s
+        self.fresh_s = fresh_s
+        self.replayed = 0
+        self.standby = True  # the last reading came from a server that replays WAL
+        self.read_at = -math.inf  # the loop's time of that reading
+        self._waiters = 0
+        self._tick = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+
+    def shows(self, lsn: int) -> bool:
+        """Whether the last reading, still fresh, has the replica past lsn (no query)."""
+        return self.replayed >= lsn and asyncio.get_running_loop().time() - self.read_at <= self.fresh_s
+
+    async def reached(self, lsn: int, timeout_s: float, *, readings: int | None = None) -> bool:
+        """True once the replica has replayed past lsn; False after timeout_s (or after `readings` polls,
+        or as soon as the server answers that it replays nothing)."""
+        if self.shows(lsn):
+            return True
+        if timeout_s <= 0:
+            return False
+        self._waiters += 1
+        try:
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.create_task(self._poll())
+            async with asyncio.timeout(timeout_s):
+                seen = 0
+                while not self.shows(lsn) and (readings is None or seen < readings):
+                    await self._tick.wait()
+                    seen += 1
+                    if not self.standby:
+                        break
+            return self.shows(lsn)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters -= 1
+
+    async def read_replayed(self) -> int | None:
+        """The replay position of the server that answers; None when it is not a standby."""
+        return await self.database.run(repository.replay_position)
+
+    async def _poll(self) -> None:
+        while self._waiters > 0:
+            try:
+                replayed = await self.read_replayed()
+                self.replayed, self.standby = replayed or 0, replayed is not None
+                self.read_at = asyncio.get_running_loop().time()
+            except Exception as error:  # replica down: waiters time out and use the primary
+                log.warning("replica replay position unavailable: %r", error)
+            tick, self._tick = self._tick, asyncio.Event()
+            tick.set()
+            await asyncio.sleep(self.interval_s)
+
+
+class PrimaryPosition:
+    """The primary's WAL position, read again only when asked about a position past the last reading.
+
+    Every token this system hands out is at or before the primary's position when it is handed out,
+    so one reading covers all earlier tokens, and requests asking at once share it.
+    """
+
+    def __init__(self, database: ReadDatabase) -> None:
+        self.database = database
+        self.known = 0
+        self._reading: asyncio.Task[bool] | None = None
+
+    async def reached(self, lsn: int) -> bool:
+        """Whether the primary has written lsn; True when it cannot be asked (the read that follows fails)."""
+        if lsn <= self.known:
+            return True
+        if self._reading is not None and not self._reading.done():
+            await asyncio.shield(self._reading)  # it began before this question: its answer may be too old
+            if lsn <= self.known:
+                return True
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read())
+        answered = await asyncio.shield(self._reading)
+        return lsn <= self.known or not answered
+
+    async def _read(self) -> bool:
+        try:
+            value = await self.database.run(repository.write_position)
+        except Exception as error:
+            log.warning("primary WAL position unavailable: %r", error)
+            return False
+        self.known = max(self.known, value)
+        return True
 
 
 class Reads:

@@ -74,7 +74,7 @@ oauth2 = _EdgeBearer(tokenUrl="/api/v1/login/access-token", scheme_name="OAuth2P
 async def get_current_user(
     services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
 ) -> UserRecord:
-    return await caller(services, access_token, token)
+    return await caller(access_token, token, settings=services.settings, users=services.users, reads=services.reads)
 
 
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]

@@ -123,7 +123,7 @@ async def _caller(services: Services, credentials: str | None, token: int | None
     if credentials is None:
         return None
     try:
-        return await caller(services, credentials, token)
+        return await caller(credentials, token, settings=services.settings, users=services.users, reads=services.reads)
     except (jwt.InvalidTokenError, Problem):
         return None
 

@@ -165,7 +165,7 @@ async def replayed_position(conn: ReadConnection) -> str:
     return str(await conn.scalar(SEEN))
 
 
-# Where the WAL stands (gateway/wal.py, gateway/status.py): PostgreSQL only.
+# Where the WAL stands (gateway/consistency.py, gateway/status.py): PostgreSQL only.
 REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN_TEXT = text("SELECT pg_current_wal_lsn()::text")

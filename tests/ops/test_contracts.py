@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.openapi import openapi_json
+from gateway.app import openapi_json
 from gateway.routes.docs import asyncapi_yaml, render_html
 from worker.asyncapi import document, to_yaml
 from worker.catalogue import CATALOGUE
