@@ -14,17 +14,17 @@ from pathlib import Path
 from aiormq.exceptions import ChannelAccessRefused
 from fastapi import APIRouter, FastAPI
 
-from gateway import apidoc, problems
-from gateway.bus import CommandBus
-from gateway.consistency import Reads
-from gateway.edge import Edge
-from gateway.hot import HotRoutes
-from gateway.limits import RateLimits
-from gateway.recent_users import RecentUsers
-from gateway.routes import activity, commands, docs, health, imports, items, login, metrics, users
-from gateway.security import Passwords
-from gateway.services import Services
-from gateway.status import StatusProbe
+from gateway.edge.hot import HotRoutes
+from gateway.edge.middleware import Edge
+from gateway.http import problems
+from gateway.infrastructure.bus import CommandBus
+from gateway.infrastructure.consistency import Reads
+from gateway.infrastructure.limits import RateLimits
+from gateway.infrastructure.recent_users import RecentUsers
+from gateway.infrastructure.security import Passwords
+from gateway.infrastructure.services import Services
+from gateway.infrastructure.status import StatusProbe
+from gateway.routes import activity, apidoc, commands, docs, health, imports, items, login, metrics, users
 from shared.logging import configure_logging
 from shared.publishing import Publisher
 from shared.reading import read_database

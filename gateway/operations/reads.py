@@ -1,15 +1,15 @@
 """The item reads, one definition each: the FastAPI routes (gateway/routes/items.py) and the fast path
-(gateway/hot.py) both call these, with the same parameter model (ItemListing). The item writes are in
-gateway/writes.py, beside the dispatch."""
+(gateway/edge/hot.py) both call these, with the same parameter model (ItemListing). The item writes are in
+gateway/operations/writes.py, beside the dispatch."""
 
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from gateway import repository
-from gateway.pagination import CURSOR_PATTERN, MAX_SKIP, decode_cursor, next_cursor
-from gateway.repository import UserRecord
-from gateway.services import Services
+from gateway.http.pagination import CURSOR_PATTERN, MAX_SKIP, decode_cursor, next_cursor
+from gateway.infrastructure import repository
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.services import Services
 from shared.contracts.fields import SearchText
 from shared.models import ItemStatus
 

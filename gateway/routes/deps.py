@@ -6,13 +6,13 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
-from gateway.auth import caller
-from gateway.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
-from gateway.problems import Problem
-from gateway.repository import UserRecord
-from gateway.request import FIELD_VALUE, TOKEN_PATTERN, parse_token, prefer_wait
-from gateway.security import BEARER_KEY
-from gateway.services import Services
+from gateway.http.problems import Problem
+from gateway.http.request import FIELD_VALUE, TOKEN_PATTERN, parse_token, prefer_wait
+from gateway.infrastructure.auth import caller
+from gateway.infrastructure.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.security import BEARER_KEY
+from gateway.infrastructure.services import Services
 
 
 async def get_services(request: Request) -> Services:
@@ -57,7 +57,7 @@ PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
 
 
 class _EdgeBearer(OAuth2PasswordBearer):
-    """The bearer token gateway/edge.py read (the header is read once, and only one is accepted)."""
+    """The bearer token gateway/edge/middleware.py read (the header is read once, and only one is accepted)."""
 
     async def __call__(self, request: HTTPConnection) -> str | None:
         if BEARER_KEY not in request.scope:  # an app without the edge in front

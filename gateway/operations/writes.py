@@ -1,7 +1,7 @@
 """The write operations: a validated request becomes a published command, its outcome an HTTP answer.
 
 `create_item` is the one definition of `POST /api/v1/items` that the FastAPI route
-(gateway/routes/items.py) and the fast path (gateway/hot.py) both call; it sits beside the dispatch it
+(gateway/routes/items.py) and the fast path (gateway/edge/hot.py) both call; it sits beside the dispatch it
 hands its command to, so the write path from the edge to the publish crosses one operations module.
 """
 
@@ -15,14 +15,14 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway import repository
-from gateway.bus import BusUnavailable
-from gateway.idempotency import IdempotentRequest, idempotent
-from gateway.problems import problem_response
-from gateway.repository import UserRecord
-from gateway.request import TOKEN_HEADER, parse_token
-from gateway.schemas import Accepted, ItemCreate, ItemRead
-from gateway.services import Services
+from gateway.http.problems import problem_response
+from gateway.http.request import TOKEN_HEADER, parse_token
+from gateway.http.schemas import Accepted, ItemCreate, ItemRead
+from gateway.infrastructure import repository
+from gateway.infrastructure.bus import BusUnavailable
+from gateway.infrastructure.idempotency import IdempotentRequest, idempotent
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.services import Services
 from shared.contracts.commands import CommandBody, CommandName, CreateItem
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode

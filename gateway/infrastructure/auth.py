@@ -1,13 +1,13 @@
-"""Who calls: the user of a valid access token, checked against the database (gateway/recent_users.py caches it)."""
+"""Who calls: the user of a valid access token, checked against the database (recent_users.py caches it)."""
 
 import jwt
 
-from gateway import repository
-from gateway.consistency import Reads
-from gateway.problems import Problem
-from gateway.recent_users import RecentUsers
-from gateway.repository import UserRecord
-from gateway.security import password_stamp, subject_of
+from gateway.http.problems import Problem
+from gateway.infrastructure import repository
+from gateway.infrastructure.consistency import Reads
+from gateway.infrastructure.recent_users import RecentUsers
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.security import password_stamp, subject_of
 from shared.settings import Settings
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}

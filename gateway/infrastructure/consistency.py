@@ -11,9 +11,9 @@ import logging
 import math
 from typing import TypeVar
 
-from gateway import repository
-from gateway.problems import Problem
-from gateway.request import current_reads, note_served_by
+from gateway.http.problems import Problem
+from gateway.http.request import current_reads, note_served_by
+from gateway.infrastructure import repository
 from shared.reading import PostgresDatabase, Read, ReadDatabase
 
 log = logging.getLogger(__name__)
