@@ -1,6 +1,6 @@
 """The fast path (gateway/edge/hot.py) answers as the FastAPI routes alone do: the same requests, valid and
 hostile, sent to a gateway with it and to one without (FAST_PATH=false), get the same status, body
-and headers. The two run the same operations (gateway/operations/reads.py): this keeps the adapters honest."""
+and headers. The two run the same operations (gateway/operations/): this keeps the adapters honest."""
 
 import base64
 import json
