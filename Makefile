@@ -59,8 +59,8 @@ lint: install  ## ruff, mypy and the import layers (lint-imports)
 	$(VENV)/bin/lint-imports
 
 docs: install  ## Regenerate docs/asyncapi.yaml and docs/openapi.json from the code
-	$(PY) -m worker.asyncapi docs/asyncapi.yaml
-	$(PY) -m gateway.openapi docs
+	$(PY) -m shared.contracts.asyncapi docs/asyncapi.yaml
+	$(PY) -m gateway.app docs
 
 bench: install services  ## Load the system, print one table beside raw baselines (BENCH_ARGS=--quick: ~1 min)
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -27,7 +27,7 @@ from bench.run import (
     imports,
     readable_items,
 )
-from gateway.security import create_access_token
+from gateway.infrastructure.security import create_access_token
 from shared.settings import get_settings
 from tests.support.database import reset_database
 from tests.support.processes import Gateway

@@ -30,7 +30,7 @@ from bench import baselines  # noqa: E402
 from bench.cpu import Meter, per_unit  # noqa: E402
 from bench.load import load  # noqa: E402
 from bench.report import Table  # noqa: E402
-from gateway.security import create_access_token  # noqa: E402
+from gateway.infrastructure.security import create_access_token  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from shared.topology import COMMANDS_EXCHANGE_NAME  # noqa: E402
 from tests.support.bus import command_message  # noqa: E402

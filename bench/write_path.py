@@ -41,7 +41,7 @@ async def main() -> None:
     await asyncio.to_thread(command.upgrade, config, "head")
 
     from gateway.app import create_app
-    from gateway.security import create_access_token
+    from gateway.infrastructure.security import create_access_token
     from shared.db import create_engine
     from shared.models import User
     from shared.settings import get_settings

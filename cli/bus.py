@@ -31,9 +31,9 @@ from urllib.parse import quote, unquote, urlparse
 
 import typer
 
+from cli.repartition import DrainTimeout, repartition
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
-from shared.repartition import DrainTimeout, repartition
 from shared.settings import ServiceGrant, get_settings
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,

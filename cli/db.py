@@ -6,17 +6,16 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from cli import repository
 from shared.db import is_sqlite
 from shared.settings import get_settings
 
@@ -165,40 +164,19 @@ def _run_async(work: Any) -> Any:
     return asyncio.run(go())
 
 
-TABLE_SIZES = text(
-    "SELECT relname AS name, n_live_tup AS rows, pg_total_relation_size(relid) AS bytes "
-    "FROM pg_stat_user_tables ORDER BY bytes DESC"
-)
-# This database's statements only; other roles' statements need pg_read_all_stats (db-roles.sql).
-TOP_QUERIES = text(
-    "SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 2) AS mean_ms, "
-    "left(regexp_replace(query, '\\s+', ' ', 'g'), :width) AS query FROM pg_stat_statements "
-    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "ORDER BY total_exec_time DESC LIMIT :limit"
-)
-
-
 async def _postgres_stats(conn: AsyncConnection, limit: int, width: int) -> list[str]:
     lines = [f"{'table':<20} {'rows':>12} {'bytes':>14}"]
-    lines += [f"{r.name:<20} {r.rows:>12} {r.bytes:>14}" for r in await conn.execute(TABLE_SIZES)]
-    installed = await conn.scalar(text("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"))
-    if not installed:
-        return [*lines, "", "pg_stat_statements is not installed: no top queries (CREATE EXTENSION pg_stat_statements)"]
-    try:
-        async with conn.begin_nested():
-            rows = list(await conn.execute(TOP_QUERIES, {"limit": limit, "width": width}))
-    except Exception as error:  # installed but not preloaded (shared_preload_libraries)
-        return [*lines, "", f"pg_stat_statements is not usable: {str(error).splitlines()[0]}"]
+    lines += [f"{r.name:<20} {r.rows:>12} {r.bytes:>14}" for r in await repository.table_sizes(conn)]
+    top = await repository.top_queries(conn, limit, width)
+    if isinstance(top, str):
+        return [*lines, "", top]
     lines += ["", f"{'calls':>8} {'total ms':>12} {'mean ms':>10}  query"]
-    return lines + [f"{r.calls:>8} {r.total_ms:>12} {r.mean_ms:>10}  {r.query}" for r in rows]
+    return lines + [f"{r.calls:>8} {r.total_ms:>12} {r.mean_ms:>10}  {r.query}" for r in top]
 
 
 async def _sqlite_stats(conn: AsyncConnection) -> list[str]:
-    names = await conn.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"))
     lines = [f"{'table':<20} {'rows':>12}"]
-    for name in list(names):
-        rows = await conn.scalar(text(f'SELECT count(*) FROM "{name}"'))
-        lines.append(f"{name:<20} {rows:>12}")
+    lines += [f"{name:<20} {rows:>12}" for name, rows in await repository.sqlite_table_rows(conn)]
     return [*lines, "", "top queries need PostgreSQL's pg_stat_statements: not available on SQLite"]
 
 
@@ -216,33 +194,6 @@ def stats(
     typer.echo("\n".join(_run_async(work)))
 
 
-IMPORT_DONE = "state = 'completed' AND updated_at < :cutoff"
-# What retention removes, as `FROM …` clauses: counted by --dry-run, deleted otherwise.
-PRUNES = {
-    "command": "command WHERE applied_at < :cutoff",
-    "outbox": "outbox WHERE published_at IS NOT NULL AND published_at < :cutoff",
-    # A finished import's chunk claims go with it (first: they are found through the job).
-    "import_chunk": f"import_chunk WHERE import_id IN (SELECT id FROM import_job WHERE {IMPORT_DONE})",
-    "import_job": f"import_job WHERE {IMPORT_DONE}",
-}
-
-
-async def prune_older_than(conn: AsyncConnection, days: float, dry_run: bool = False) -> dict[str, int]:
-    """Delete (or only count) outcomes, published outbox rows and finished imports older than `days`."""
-    cutoff = datetime.now(UTC) - timedelta(days=days)
-    counts: dict[str, int] = {}
-    for table, rows in PRUNES.items():
-        statement = text(f"SELECT count(*) FROM {rows}" if dry_run else f"DELETE FROM {rows}")
-        try:
-            async with conn.begin_nested():
-                result: Any = await conn.execute(statement, {"cutoff": cutoff})
-        except Exception:  # a table this database does not have (yet)
-            counts[table] = 0
-            continue
-        counts[table] = int(result.scalar_one() if dry_run else result.rowcount or 0)
-    return counts
-
-
 @db_app.command()
 def prune(
     older_than: Annotated[float, typer.Option("--older-than", help="days to keep")] = DEFAULT_RETENTION_DAYS,
@@ -258,7 +209,7 @@ def prune(
         )
 
     async def work(conn: AsyncConnection) -> dict[str, int]:
-        return await prune_older_than(conn, older_than, dry_run)
+        return await repository.prune_older_than(conn, older_than, dry_run)
 
     verb = "would be deleted" if dry_run else "deleted"
     for table, count in _run_async(work).items():

@@ -1,24 +1,30 @@
-"""The gateway application: create_app() wires the bus, the databases and the routes in the lifespan."""
+"""The gateway application: create_app() wires the bus, the databases and the routes in the lifespan.
+
+`python -m gateway.app [DIR]` writes DIR/openapi.json, the gateway's OpenAPI document (`make docs`).
+"""
 
 import asyncio
 import contextlib
+import json
 import logging
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiormq.exceptions import ChannelAccessRefused
 from fastapi import APIRouter, FastAPI
 
-from gateway import apidoc, problems
-from gateway.bus import CommandBus
-from gateway.consistency import Reads
-from gateway.edge import Edge
-from gateway.hot import HotRoutes
-from gateway.limits import RateLimits
-from gateway.recent_users import RecentUsers
-from gateway.routes import activity, commands, docs, health, imports, items, login, metrics, users
-from gateway.security import Passwords
-from gateway.services import Services
-from gateway.status import StatusProbe
+from gateway.edge.hot import HotRoutes
+from gateway.edge.middleware import Edge
+from gateway.http import problems
+from gateway.infrastructure.bus import CommandBus
+from gateway.infrastructure.consistency import Reads
+from gateway.infrastructure.limits import RateLimits
+from gateway.infrastructure.recent_users import RecentUsers
+from gateway.infrastructure.security import Passwords
+from gateway.infrastructure.services import Services
+from gateway.infrastructure.status import StatusProbe
+from gateway.routes import activity, apidoc, commands, docs, health, imports, items, login, metrics, users
 from shared.logging import configure_logging
 from shared.publishing import Publisher
 from shared.reading import read_database
@@ -111,3 +117,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(metrics.router)
     return app
+
+
+def openapi_json() -> str:
+    """The OpenAPI document as written to docs/openapi.json."""
+    return json.dumps(create_app().openapi(), indent=2) + "\n"
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "openapi.json").write_text(openapi_json(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     prefer_wait_max: float = 10.0
     consistency_wait: float = 2.0  # seconds a token read waits for the replica
     max_replica_lag_s: float = 5.0  # /health/status says degraded past this
-    fast_path: bool = True  # gateway/hot.py answers the item routes; off: FastAPI answers every route
+    fast_path: bool = True  # gateway/edge/hot.py answers the item routes; off: FastAPI answers every route
     auth_cache_s: float = 1.0  # how long a verified caller is trusted without looking them up again
     max_hashing: int = 4  # concurrent argon2 computations in one gateway process
 

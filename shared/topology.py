@@ -60,7 +60,7 @@ class TopologyMismatch(Exception):
 
 PARTITION_QUEUE_PREFIX = "opengovfood.commands.p"
 # While this exchange exists a repartition is under way and intake stays closed: declare_topology
-# never binds the commands exchange to the partitions then, whoever restarts (shared/repartition.py).
+# never binds the commands exchange to the partitions then, whoever restarts (cli/repartition.py).
 REPARTITION_MARKER_NAME = "opengovfood.commands.repartitioning"
 
 

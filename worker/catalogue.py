@@ -1,7 +1,7 @@
 """Every command the worker knows, in one table keyed by its name (the routing key).
 
-An entry says which body each accepted schema version has (shared/contracts/versions.py states the
-policy), which handler applies it, whether a run of consecutive new commands of that name is handed
+An entry says which body each accepted schema version has (shared/contracts/versions.py `BODIES`,
+with the policy), which handler applies it, whether a run of consecutive new commands of that name is handed
 to the handler at once (one multi-row INSERT), and which event an applied command emits. A command
 travels: consumer → decode (the body of its version, upcast) → the unit of work → its entry's handler.
 """
@@ -13,19 +13,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.base import CommandBody
-from shared.contracts.commands import (
-    SCHEMA_VERSION,
-    CommandName,
-    CreateItem,
-    CreateUser,
-    DeleteItem,
-    DeleteUser,
-    UpdateItem,
-    UpdateUser,
-)
+from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.events import EventName
-from shared.contracts.imports import ImportChunk
-from shared.contracts.versions import PREVIOUS_SCHEMA_VERSION, DeleteItemV1, UpdateItemV1, UpdateUserV1
+from shared.contracts.versions import BODIES
 from worker.envelope import Envelope
 from worker.handlers import imports, items, users
 from worker.handlers.result import Result
@@ -66,31 +56,30 @@ def one_at_a_time(handle: Callable[[AsyncConnection, Envelope[BodyT]], Awaitable
     return handle_run
 
 
-def versions(current: type[CommandBody], previous: type[CommandBody] | None = None) -> dict[int, type[CommandBody]]:
-    """The accepted versions' bodies: the previous one differs only where the policy says so."""
-    return {SCHEMA_VERSION: current, PREVIOUS_SCHEMA_VERSION: previous or current}
-
-
 CATALOGUE: dict[CommandName, Command[Any]] = {
-    CommandName.USER_CREATE: Command(versions(CreateUser), one_at_a_time(users.create_user), EventName.USER_CREATED),
-    CommandName.USER_UPDATE: Command(
-        versions(UpdateUser, UpdateUserV1), one_at_a_time(users.update_user), EventName.USER_UPDATED
+    CommandName.USER_CREATE: Command(
+        BODIES[CommandName.USER_CREATE], one_at_a_time(users.create_user), EventName.USER_CREATED
     ),
-    CommandName.USER_DELETE: Command(versions(DeleteUser), one_at_a_time(users.delete_user), EventName.USER_DELETED),
+    CommandName.USER_UPDATE: Command(
+        BODIES[CommandName.USER_UPDATE], one_at_a_time(users.update_user), EventName.USER_UPDATED
+    ),
+    CommandName.USER_DELETE: Command(
+        BODIES[CommandName.USER_DELETE], one_at_a_time(users.delete_user), EventName.USER_DELETED
+    ),
     CommandName.ITEM_CREATE: Command(
-        versions(CreateItem),
+        BODIES[CommandName.ITEM_CREATE],
         items.create_items,
         EventName.ITEM_CREATED,
         batches=True,
         isolate=items.create_items_one_by_one,
     ),  # fmt: skip
     CommandName.ITEM_UPDATE: Command(
-        versions(UpdateItem, UpdateItemV1), one_at_a_time(items.update_item), EventName.ITEM_UPDATED
+        BODIES[CommandName.ITEM_UPDATE], one_at_a_time(items.update_item), EventName.ITEM_UPDATED
     ),
     CommandName.ITEM_DELETE: Command(
-        versions(DeleteItem, DeleteItemV1), one_at_a_time(items.delete_item), EventName.ITEM_DELETED
+        BODIES[CommandName.ITEM_DELETE], one_at_a_time(items.delete_item), EventName.ITEM_DELETED
     ),
     CommandName.ITEM_IMPORT: Command(
-        versions(ImportChunk), one_at_a_time(imports.import_items), EventName.ITEM_IMPORTED
+        BODIES[CommandName.ITEM_IMPORT], one_at_a_time(imports.import_items), EventName.ITEM_IMPORTED
     ),
 }

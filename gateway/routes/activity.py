@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from gateway import repository
-from gateway.deps import CurrentUser, ServicesDep, TokenDep
-from gateway.reports import Activity, ActivityEntry
+from gateway.http.reports import Activity, ActivityEntry
+from gateway.infrastructure import repository
+from gateway.routes.deps import CurrentUser, ServicesDep, TokenDep
 from shared.contracts.headers import Actor
 
 router = APIRouter(prefix="/users", tags=["users"])

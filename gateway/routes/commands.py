@@ -5,12 +5,12 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from gateway import repository
-from gateway.deps import CurrentUser, ServicesDep, TokenDep
-from gateway.problems import Problem
-from gateway.repository import UserRecord
-from gateway.request import TOKEN_HEADER
-from gateway.schemas import CommandRead
+from gateway.http.problems import Problem
+from gateway.http.request import TOKEN_HEADER
+from gateway.http.schemas import CommandRead
+from gateway.infrastructure import repository
+from gateway.infrastructure.repository import UserRecord
+from gateway.routes.deps import CurrentUser, ServicesDep, TokenDep
 from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus

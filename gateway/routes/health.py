@@ -4,11 +4,11 @@ import asyncio
 
 from fastapi import APIRouter, Response
 
-from gateway import repository
-from gateway.checks import CachedChecks, ChecksDep
-from gateway.deps import ServicesDep
-from gateway.reports import Liveness, Readiness, SystemStatus
-from gateway.services import Services
+from gateway.http.reports import Liveness, Readiness, SystemStatus
+from gateway.infrastructure import repository
+from gateway.infrastructure.services import Services
+from gateway.routes.checks import CachedChecks, ChecksDep
+from gateway.routes.deps import ServicesDep
 from shared.reading import ReadDatabase
 
 router = APIRouter(prefix="/health", tags=["health"])

@@ -10,12 +10,12 @@ import anyio
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from gateway import repository
-from gateway.apidoc import header, link
-from gateway.deps import CurrentUser, ServicesDep, TokenDep
-from gateway.limits import get_limits
-from gateway.problems import Problem
-from gateway.schemas import ImportAccepted, ImportRead
+from gateway.http.problems import Problem
+from gateway.http.schemas import ImportAccepted, ImportRead
+from gateway.infrastructure import repository
+from gateway.infrastructure.limits import get_limits
+from gateway.routes.apidoc import header, link
+from gateway.routes.deps import CurrentUser, ServicesDep, TokenDep
 from shared.contracts.fields import SPACE
 from shared.contracts.outcomes import RowError
 from shared.importer import CONTENT_TYPES, CSV_TYPE, JSONL_TYPE, SourceError, publish_import

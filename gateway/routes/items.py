@@ -4,14 +4,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
-from gateway import items, repository
-from gateway.apidoc import header, link, write_answers
-from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep, TokenDep
-from gateway.items import ItemListing
-from gateway.problems import Problem
-from gateway.request import ITEM_ID
-from gateway.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
-from gateway.writes import dispatch_as_caller
+from gateway.http.problems import Problem
+from gateway.http.request import ITEM_ID
+from gateway.http.schemas import ItemCreate, ItemRead, ItemsPage, ItemStats, ItemUpdate
+from gateway.infrastructure import repository
+from gateway.operations import reads, writes
+from gateway.operations.reads import ItemListing
+from gateway.operations.writes import dispatch_as_caller
+from gateway.routes.apidoc import header, link, write_answers
+from gateway.routes.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep, TokenDep
 from shared.contracts.commands import CommandName, DeleteItem, UpdateItem
 from shared.contracts.fields import ETag, Id
 from shared.etag import item_etag
@@ -48,7 +49,7 @@ async def _owned_item(services: ServicesDep, token: int | None, item_id: int, ow
 async def create_item(
     body: ItemCreate, user: CurrentUser, services: ServicesDep, wait: PreferWaitDep, key: IdempotencyKeyDep
 ) -> Response:
-    return await items.create_item(services, user, body, wait=wait, key=key)
+    return await writes.create_item(services, user, body, wait=wait, key=key)
 
 
 @router.get("", operation_id="items-list")
@@ -56,7 +57,7 @@ async def list_items(
     user: CurrentUser, services: ServicesDep, token: TokenDep, asked: Annotated[ItemListing, Query()]
 ) -> ItemsPage:
     """The caller's items, newest first, with the total count; `skip` or a keyset `cursor`."""
-    return ItemsPage.model_validate(await items.list_items(services, user, token, asked), from_attributes=True)
+    return ItemsPage.model_validate(await reads.list_items(services, user, token, asked), from_attributes=True)
 
 
 @router.get("/stats", operation_id="items-stats")
@@ -75,7 +76,7 @@ async def read_item(
     item_id: ItemId, user: CurrentUser, services: ServicesDep, token: TokenDep, response: Response
 ) -> ItemRead:
     """One of the caller's items, with its ETag for a later If-Match."""
-    item = await items.read_item(services, token, item_id, user.id)
+    item = await reads.read_item(services, token, item_id, user.id)
     if item is None:
         raise Problem(404, NOT_FOUND)
     response.headers["ETag"] = item_etag(item)
@@ -102,7 +103,7 @@ async def update_item(
     """Changes only the fields sent; with If-Match, only if the item is unchanged (else 412)."""
     await _owned_item(services, token, item_id, user.id)
     command = UpdateItem(item_id=item_id, **body.model_dump(exclude_unset=True), **_precondition(if_match))
-    resource, route = items.item_resource(user.id), f"PATCH /items/{item_id}"
+    resource, route = writes.item_resource(user.id), f"PATCH /items/{item_id}"
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_UPDATE, command,
         wait_s=wait, resource=resource, key=key, route=route, fingerprinted=command,
@@ -127,7 +128,7 @@ async def delete_item(
 ) -> Response:
     await _owned_item(services, token, item_id, user.id)
     command = DeleteItem(item_id=item_id, **_precondition(if_match))
-    resource, route = items.item_resource(user.id), f"DELETE /items/{item_id}"
+    resource, route = writes.item_resource(user.id), f"DELETE /items/{item_id}"
     return await dispatch_as_caller(
         services, user.id, CommandName.ITEM_DELETE, command,
         wait_s=wait, resource=resource, key=key, route=route, fingerprinted=command,

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 
-from gateway import repository
-from gateway.auth import UNAUTHORIZED
-from gateway.bus import BusUnavailable
-from gateway.deps import ServicesDep, TokenDep
-from gateway.limits import client_address, get_limits
-from gateway.problems import Problem
-from gateway.repository import UserRecord
-from gateway.schemas import AccessToken, LoginForm
-from gateway.security import create_access_token
-from gateway.services import Services
+from gateway.http.problems import Problem
+from gateway.http.schemas import AccessToken, LoginForm
+from gateway.infrastructure import repository
+from gateway.infrastructure.auth import UNAUTHORIZED
+from gateway.infrastructure.bus import BusUnavailable
+from gateway.infrastructure.limits import client_address, get_limits
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.security import create_access_token
+from gateway.infrastructure.services import Services
+from gateway.routes.deps import ServicesDep, TokenDep
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus

@@ -1,10 +1,10 @@
-"""GET /metrics: Prometheus exposition, every gateway process's metrics in one scrape (gateway/metrics.py)."""
+"""GET /metrics: Prometheus exposition, every gateway process's metrics in one scrape (infrastructure/metrics.py)."""
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.checks import get_checks
-from gateway.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, exposition
+from gateway.infrastructure.metrics import REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, exposition
+from gateway.routes.checks import get_checks
 
 router = APIRouter()
 

@@ -4,14 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from gateway import repository
-from gateway.apidoc import write_answers
-from gateway.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep
-from gateway.idempotency import idempotent
-from gateway.problems import Problem
-from gateway.request import USER_ID
-from gateway.schemas import PasswordChange, UserCreate, UserRead, UserUpdateMe
-from gateway.writes import Resource, dispatch, dispatch_as_caller
+from gateway.http.problems import Problem
+from gateway.http.request import USER_ID
+from gateway.http.schemas import PasswordChange, UserCreate, UserRead, UserUpdateMe
+from gateway.infrastructure import repository
+from gateway.infrastructure.idempotency import idempotent
+from gateway.operations.writes import Resource, dispatch, dispatch_as_caller
+from gateway.routes.apidoc import write_answers
+from gateway.routes.deps import CurrentUser, IdempotencyKeyDep, PreferWaitDep, ServicesDep
 from shared.contracts.commands import CommandName, CreateUser, DeleteUser, UpdateUser
 from shared.contracts.fields import Id
 from shared.contracts.headers import Actor

@@ -14,7 +14,7 @@ from aiormq.exceptions import AMQPConnectionError
 from alembic import command
 from sqlalchemy import text
 
-from gateway.status import StatusProbe
+from gateway.infrastructure.status import StatusProbe
 from shared.db import create_engine
 from shared.publishing import DEFAULT_EXCHANGE, Publisher
 from shared.reading import read_database

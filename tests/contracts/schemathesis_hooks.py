@@ -18,8 +18,8 @@ from schemathesis.auths import AuthContext
 from schemathesis.core.transport import Response
 from schemathesis.hooks import HookContext
 
-from gateway.idempotency import KEY_PATTERN as KEY_PATTERN_TEXT
-from gateway.pagination import decode_cursor, encode_cursor
+from gateway.http.pagination import decode_cursor, encode_cursor
+from gateway.infrastructure.idempotency import KEY_PATTERN as KEY_PATTERN_TEXT
 
 PASSWORD = "schemathesis password"
 ENDS_THE_TOKEN = {("DELETE", "/api/v1/users/me"), ("PUT", "/api/v1/users/me/password")}

@@ -7,7 +7,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from gateway.pagination import MAX_SKIP, encode_cursor
+from gateway.http.pagination import MAX_SKIP, encode_cursor
 from tests.support.api import Client, create_item, sign_up
 from tests.support.processes import ROOT
 

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.consistency import FALLBACK_SLOTS
+from gateway.infrastructure.consistency import FALLBACK_SLOTS
 from tests import settings as test_settings
 from tests.support.api import Client, create_item, sign_up
 from tests.support.processes import Gateway

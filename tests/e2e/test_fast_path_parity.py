@@ -1,6 +1,6 @@
-"""The fast path (gateway/hot.py) answers as the FastAPI routes alone do: the same requests, valid and
+"""The fast path (gateway/edge/hot.py) answers as the FastAPI routes alone do: the same requests, valid and
 hostile, sent to a gateway with it and to one without (FAST_PATH=false), get the same status, body
-and headers. The two run the same operations (gateway/items.py): this keeps the adapters honest."""
+and headers. The two run the same operations (gateway/operations/): this keeps the adapters honest."""
 
 import base64
 import json
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.pagination import encode_cursor
+from gateway.http.pagination import encode_cursor
 from tests.support.api import Client, create_item, sign_up
 from tests.support.processes import Gateway
 

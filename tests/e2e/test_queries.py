@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 
-from gateway import repository
+from gateway.infrastructure import repository
 from tests.support.api import Client, sign_up
 from tests.support.database import wait_for_replica
 

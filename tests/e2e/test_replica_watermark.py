@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from gateway.consistency import Reads
-from gateway.request import parse_token
-from gateway.wal import ReplicaWatermark
+from gateway.http.request import parse_token
+from gateway.infrastructure.consistency import Reads, ReplicaWatermark
 from shared.reading import ReadDatabase, read_database
 from shared.settings import get_settings
 from tests import settings as test_settings

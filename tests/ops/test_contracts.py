@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.openapi import openapi_json
+from gateway.app import openapi_json
 from gateway.routes.docs import asyncapi_yaml, render_html
-from worker.asyncapi import document, to_yaml
-from worker.catalogue import CATALOGUE
+from shared.contracts.asyncapi import document, to_yaml
+from shared.contracts.versions import BODIES
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "docs" / "asyncapi.yaml"
@@ -23,10 +23,10 @@ def test_asyncapi_file_is_what_the_generator_writes_now() -> None:
 
 
 def test_make_docs_writes_the_same_file(tmp_path: Path) -> None:
-    """`python -m worker.asyncapi FILE` (what `make docs` runs) writes the same document, whatever the environment."""
+    """`python -m shared.contracts.asyncapi FILE` (`make docs`) writes the same document, whatever the environment."""
     out = tmp_path / "asyncapi.yaml"
     env = {"PATH": "/usr/bin:/bin", "COMMAND_PARTITIONS": "7"}
-    subprocess.run([sys.executable, "-m", "worker.asyncapi", str(out)], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "shared.contracts.asyncapi", str(out)], cwd=ROOT, env=env, check=True)
     assert out.read_text(encoding="utf-8") == ASYNCAPI.read_text(encoding="utf-8")
 
 
@@ -44,7 +44,7 @@ def test_asyncapi_page_is_self_contained() -> None:
     assert "<script" not in page
     assert "http://" not in page
     assert "https://" not in page
-    for name in CATALOGUE:
+    for name in BODIES:
         assert f"<code>{name.value}</code>" in page
     assert "<code>x-owner</code>" in page
     assert "<code>import_progress</code>" in page

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.checks import CachedChecks
+from gateway.routes.checks import CachedChecks
 from gateway.routes.metrics import metrics
 from tests import settings as test_settings
 from tests.support.api import create_item, sign_up

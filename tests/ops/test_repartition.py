@@ -15,7 +15,7 @@ import httpx
 import pytest
 from aiormq.exceptions import DeliveryError
 
-from shared.repartition import NotEmpty, delete_if_empty, management_api
+from cli.repartition import NotEmpty, delete_if_empty, management_api
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     PARTITION_WEIGHT,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from gateway.limits import body_cap, client_address
+from gateway.infrastructure.limits import body_cap, client_address
 from shared.settings import Settings
 from tests.security.helpers import tap_everything
 from tests.support.api import PASSWORD, sign_up, unique_email

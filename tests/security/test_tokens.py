@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from cli.bus import service_user
-from gateway.security import password_stamp
+from gateway.infrastructure.security import password_stamp
 from shared.settings import ServiceGrant, get_settings
 from tests import settings as test_settings
 from tests.security.helpers import command, outcome_of, provision, publish_as, tap_everything

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.schemas import ItemCreate, LoginForm, PasswordChange, UserCreate, UserUpdateMe
+from gateway.http.schemas import ItemCreate, LoginForm, PasswordChange, UserCreate, UserUpdateMe
 from shared.contracts import commands, fields, imports, versions
 from shared.contracts.base import CommandBody
 from shared.contracts.fields import REASONS

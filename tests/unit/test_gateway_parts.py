@@ -7,8 +7,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from gateway.request import _PREFER_WAIT, parse_token
-from gateway.security import Passwords, Subject, create_access_token, password_stamp, subject_of
+from gateway.http.request import _PREFER_WAIT, parse_token
+from gateway.infrastructure.security import Passwords, Subject, create_access_token, password_stamp, subject_of
 from shared.settings import Settings
 from tests.support.embedded import HASH
 from tests.support.polling import eventually
@@ -77,20 +77,20 @@ def test_read_database_defaults_to_the_primary() -> None:
 
 
 def test_an_item_row_renders_as_item_read_does() -> None:
-    """gateway/hot.py answers GET /items/{id} from the row without the model: the bytes must agree."""
+    """gateway/edge/hot.py answers GET /items/{id} from the row without the model: the bytes must agree."""
     from collections import namedtuple
     from datetime import UTC, datetime, timedelta, timezone
 
     from pydantic_core import to_json
 
-    from gateway.repository import ITEM_COLUMNS
-    from gateway.schemas import ItemRead, ItemsPage, item_json
+    from gateway.http.schemas import ItemRead, ItemsPage, item_json
+    from gateway.infrastructure.repository import ITEM_COLUMNS
 
     row_type = namedtuple("Row", [column.key for column in ITEM_COLUMNS])  # type: ignore[misc]  # noqa: PYI024
     for created in (datetime.now(UTC), datetime.now(timezone(timedelta(hours=2))), None):
         row = row_type(7, 'a "quoted" title \u00e9', None, "pending", 3, "Ann", created, None)
         assert item_json(row) == ItemRead.model_validate(row).model_dump_json().encode()
-        page = {"data": [row._asdict()], "count": 1, "next_cursor": None}  # as gateway/hot.py lists
+        page = {"data": [row._asdict()], "count": 1, "next_cursor": None}  # as gateway/edge/hot.py lists
         assert to_json(page) == ItemsPage.model_validate(page).model_dump_json().encode()
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.limits import Rate, RateLimits, Throttled
+from gateway.infrastructure.limits import Rate, RateLimits, Throttled
 from shared.settings import Settings
 
 

@@ -1,5 +1,5 @@
 """What the gateway reads off a request before any rule of a route: ids in a path, `Prefer: wait`,
-the consistency token; and what one request's reads noted (gateway/consistency.py notes, edge.py shows).
+the consistency token; and what one request's reads noted (gateway/infrastructure/consistency.py notes, edge.py shows).
 
 Ids in a path: ASCII digits only, and no more of them than int() reads (Python stops at 4,300).
 
@@ -81,7 +81,7 @@ _request: ContextVar[RequestReads | None] = ContextVar("request_reads", default=
 
 
 def begin_reads() -> RequestReads:
-    """A new request: its reads are noted here (gateway/edge.py shows which database answered)."""
+    """A new request: its reads are noted here (gateway/edge/middleware.py shows which database answered)."""
     request = RequestReads()
     _request.set(request)
     return request

@@ -14,16 +14,24 @@ import jwt
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.limits import LOGIN_PATH, SIGNUP_PATH, WRITE_METHODS, RateLimits, body_cap, body_caps, client_address
-from gateway.metrics import LATENCY, REQUESTS
-from gateway.problems import Problem, answer_for
-from gateway.request import TOKEN_HEADER, RequestReads, begin_reads
-from gateway.security import AUTHORIZATION, BEARER_KEY, bearer, subject_of
+from gateway.http.problems import Problem, answer_for
+from gateway.http.request import TOKEN_HEADER, RequestReads, begin_reads
+from gateway.infrastructure.limits import (
+    LOGIN_PATH,
+    SIGNUP_PATH,
+    WRITE_METHODS,
+    RateLimits,
+    body_cap,
+    body_caps,
+    client_address,
+)
+from gateway.infrastructure.metrics import LATENCY, REQUESTS
+from gateway.infrastructure.security import AUTHORIZATION, BEARER_KEY, bearer, subject_of
 from shared import tracing
 from shared.logging import begin_request, new_request_id, write_line
 from shared.settings import Settings
 
-ROUTE_KEY = "opengovfood.route"  # where a route answered outside FastAPI (gateway/hot.py) notes its template
+ROUTE_KEY = "opengovfood.route"  # where a route answered outside FastAPI (gateway/edge/hot.py) notes its template
 HEADERS_KEY = "opengovfood.headers"  # the request's headers by lower-case name, read once here
 TOKEN = TOKEN_HEADER.lower().encode()
 
@@ -60,7 +68,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = _answer_headers(message, request_id, echoed, reads)
-                tracing.name_server_span(scope.get(ROUTE_KEY), scope["method"])  # gateway/hot.py's routes
+                tracing.name_server_span(scope.get(ROUTE_KEY), scope["method"])  # gateway/edge/hot.py's routes
             await send(message)
 
         try:

@@ -1,22 +1,17 @@
-"""The item operations, one definition each: the FastAPI routes (gateway/routes/items.py) and the fast
-path (gateway/hot.py) both call these, with the same parameter models (ItemCreate, ItemListing)."""
+"""The item reads, one definition each: the FastAPI routes (gateway/routes/items.py) and the fast path
+(gateway/edge/hot.py) both call these, with the same parameter model (ItemListing). The item writes are in
+gateway/operations/writes.py, beside the dispatch."""
 
 from typing import Annotated, Any
 
-from fastapi import Response
 from pydantic import BaseModel, Field
 
-from gateway import repository
-from gateway.pagination import CURSOR_PATTERN, MAX_SKIP, decode_cursor, next_cursor
-from gateway.repository import UserRecord
-from gateway.schemas import ItemCreate, ItemRead
-from gateway.services import Services
-from gateway.writes import Resource, dispatch_as_caller
-from shared.contracts.commands import CommandName, CreateItem
+from gateway.http.pagination import CURSOR_PATTERN, MAX_SKIP, decode_cursor, next_cursor
+from gateway.infrastructure import repository
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.services import Services
 from shared.contracts.fields import SearchText
-from shared.etag import item_etag
 from shared.models import ItemStatus
-from shared.reading import ReadConnection
 
 
 class ItemListing(BaseModel):
@@ -30,27 +25,6 @@ class ItemListing(BaseModel):
         str | None,
         Field(max_length=200, pattern=CURSOR_PATTERN, description="next_cursor of the previous page (replaces skip)"),
     ] = None
-
-
-def item_resource(owner_id: int) -> Resource:
-    """How a write's answer shows the item it created or changed."""
-
-    async def read(conn: ReadConnection, item_id: int) -> ItemRead | None:
-        item = await repository.get_owned_item(conn, item_id, owner_id)
-        return ItemRead.model_validate(item) if item else None
-
-    return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
-
-
-async def create_item(
-    services: Services, user: UserRecord, fields: ItemCreate, *, wait: float | None, key: str | None
-) -> Response:
-    """Publish the caller's new item (its fields were validated as ItemCreate, the same types as CreateItem's)."""
-    command = CreateItem.model_construct(fields.model_fields_set | {"owner_id"}, owner_id=user.id, **dict(fields))
-    return await dispatch_as_caller(
-        services, user.id, CommandName.ITEM_CREATE, command,
-        wait_s=wait, resource=item_resource(user.id), key=key, route="POST /items", fingerprinted=fields,
-    )  # fmt: skip
 
 
 async def read_item(services: Services, token: int | None, item_id: int, owner_id: int) -> Any:

@@ -21,7 +21,7 @@ USER_COLUMNS = (
     User.id, User.email, User.hashed_password, User.full_name, User.is_active, User.created_at, User.updated_at
 )  # fmt: skip
 # The item as the API shows it, joined with its owner's name: only the columns the answer needs, in
-# ItemRead's field order (gateway/schemas.py item_json renders a row without building the model).
+# ItemRead's field order (gateway/http/schemas.py item_json renders a row without building the model).
 ITEM_COLUMNS = (
     Item.id,
     Item.title,
@@ -165,7 +165,7 @@ async def replayed_position(conn: ReadConnection) -> str:
     return str(await conn.scalar(SEEN))
 
 
-# Where the WAL stands (gateway/wal.py, gateway/status.py): PostgreSQL only.
+# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/status.py): PostgreSQL only.
 REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN_TEXT = text("SELECT pg_current_wal_lsn()::text")

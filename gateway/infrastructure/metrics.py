@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics (gateway/edge.py counts each request; gateway/routes/metrics.py serves them).
+"""The gateway's Prometheus metrics (edge/middleware.py counts each request; routes/metrics.py serves them).
 
 The gateway may run several processes (GATEWAY_WORKERS): its launchers give it an empty
 PROMETHEUS_MULTIPROC_DIR, where each process keeps its metrics in files, and a scrape of any

@@ -16,10 +16,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 
-from gateway.limits import WRITE_METHODS
-from gateway.problems import PROBLEM_JSON
-from gateway.request import FIELD_VALUE, TOKEN_PATTERN
-from gateway.schemas import Accepted, FieldError, Problem
+from gateway.http.problems import PROBLEM_JSON
+from gateway.http.request import FIELD_VALUE, TOKEN_PATTERN
+from gateway.http.schemas import Accepted, FieldError, Problem
+from gateway.infrastructure.limits import WRITE_METHODS
 from shared.contracts.outcomes import Outcome
 from shared.logging import _REQUEST_ID
 
@@ -157,7 +157,7 @@ def _complete(operation: dict[str, Any], path: str, method: str, calls: set[Call
     api = path.startswith(API_PREFIX)
     shared = {413, 431}
     shared |= {503} if api else set()
-    shared |= {401} if operation.get("security") else set()  # the bearer token: gateway/deps.py oauth2
+    shared |= {401} if operation.get("security") else set()  # the bearer token: gateway/routes/deps.py oauth2
     shared |= {429} if api and method in WRITE_METHODS else set()
     shared |= {422} if operation.get("parameters") or operation.get("requestBody") else set()
     for status in sorted(shared):

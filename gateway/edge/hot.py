@@ -17,17 +17,17 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import items
-from gateway.auth import caller
-from gateway.edge import HEADERS_KEY, ROUTE_KEY
-from gateway.idempotency import KEY_PATTERN
-from gateway.items import ItemListing
-from gateway.problems import Problem, answer_for
-from gateway.repository import UserRecord
-from gateway.request import ITEM_ID, TOKEN_HEADER, parse_token, path_id, prefer_wait
-from gateway.schemas import ItemCreate, item_json
-from gateway.security import BEARER_KEY
-from gateway.services import Services
+from gateway.edge.middleware import HEADERS_KEY, ROUTE_KEY
+from gateway.http.problems import Problem, answer_for
+from gateway.http.request import ITEM_ID, TOKEN_HEADER, parse_token, path_id, prefer_wait
+from gateway.http.schemas import ItemCreate, item_json
+from gateway.infrastructure.auth import caller
+from gateway.infrastructure.idempotency import KEY_PATTERN
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.security import BEARER_KEY
+from gateway.infrastructure.services import Services
+from gateway.operations import reads, writes
+from gateway.operations.reads import ItemListing
 from shared.etag import item_etag
 
 ITEMS = "/api/v1/items"
@@ -81,7 +81,7 @@ class HotRoutes:
         if user is None or not 0 < item_id <= MAX_ID:
             await self.app(scope, receive, send)
             return
-        item = await items.read_item(services, token, item_id, user.id)
+        item = await reads.read_item(services, token, item_id, user.id)
         if item is None:
             await self.app(scope, receive, send)  # the route answers the 404
             return
@@ -97,7 +97,7 @@ class HotRoutes:
         if asked is None or user is None:
             await self.app(scope, receive, send)
             return
-        page = await items.list_items(services, user, token, asked)
+        page = await reads.list_items(services, user, token, asked)
         page["data"] = [row._asdict() for row in page["data"]]
         await _send_json(send, 200, to_json(page), [])  # ItemsPage's JSON (its fields, in its order)
 
@@ -114,7 +114,7 @@ class HotRoutes:
             await self.app(scope, replay, send)
             return
         wait = prefer_wait(headers.get(b"prefer"), services.settings.prefer_wait_max)
-        response = await items.create_item(services, user, fields, wait=wait, key=key)
+        response = await writes.create_item(services, user, fields, wait=wait, key=key)
         await response(scope, replay, send)
 
 
@@ -123,7 +123,7 @@ async def _caller(services: Services, credentials: str | None, token: int | None
     if credentials is None:
         return None
     try:
-        return await caller(services, credentials, token)
+        return await caller(credentials, token, settings=services.settings, users=services.users, reads=services.reads)
     except (jwt.InvalidTokenError, Problem):
         return None
 

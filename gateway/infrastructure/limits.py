@@ -15,7 +15,7 @@ import limits
 from fastapi import Request
 from starlette.types import Scope
 
-from gateway.problems import Problem
+from gateway.http.problems import Problem
 from shared.settings import Settings
 
 LOGIN_PATH = "/api/v1/login/access-token"
@@ -136,7 +136,7 @@ class RateLimits:
     def login_account(self, client: str, email: str) -> None:
         """Per (client, email), never per email alone: an attacker elsewhere never throttles the victim.
 
-        The per-client login limit is counted at the edge (gateway/edge.py), before the form is parsed.
+        The per-client login limit is counted at the edge (gateway/edge/middleware.py), before the form is parsed.
         """
         self.hit(self.login_per_account, "login attempts for this account", "login-account", client, email)
 

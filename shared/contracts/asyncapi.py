@@ -1,7 +1,7 @@
 """The bus contract as an AsyncAPI 3.0.0 document, built from the code's own definitions.
 
-`python -m worker.asyncapi [FILE]` writes it (`make docs`: docs/asyncapi.yaml, which the gateway
-serves). Commands and their body per accepted schema version come from worker/catalogue.py, events
+`python -m shared.contracts.asyncapi [FILE]` writes it (`make docs`: docs/asyncapi.yaml, which the gateway
+serves). Commands and their body per accepted schema version come from shared/contracts/versions.py, events
 from shared/contracts/events.py, the outcome from shared/contracts/outcomes.py, exchanges, queues,
 their arguments and headers from shared/topology.py. The document describes OpenGov-Food: it
 receives commands, and sends events, outcomes and dead letters. What AMQP bindings 0.3.0 cannot say
@@ -19,10 +19,12 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from shared.contracts import asyncapi_headers as headers
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.events import EVENTS, EVENTS_EXCHANGE_NAME, EventName
 from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_COMMAND_BYTES
 from shared.contracts.outcomes import Outcome
+from shared.contracts.versions import BODIES
 from shared.settings import Settings
 from shared.topology import (
     COMMANDS_EXCHANGE,
@@ -39,8 +41,6 @@ from shared.topology import (
     gateway_reply_queue,
     partition_queue,
 )
-from worker import asyncapi_headers as headers
-from worker.catalogue import CATALOGUE
 
 AMQP = "0.3.0"
 VHOST = "opengovfood"  # as `opengovfood bus provision` creates it
@@ -71,7 +71,7 @@ BUS_USER = {
 
 def _schemas() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
     """JSON schemas of every body (validation) and of what the worker writes (serialization)."""
-    bodies = dict.fromkeys(body for command in CATALOGUE.values() for body in command.bodies.values())
+    bodies = dict.fromkeys(body for versions in BODIES.values() for body in versions.values())
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(body, "validation") for body in bodies]
     models += [(event, "serialization") for event in EVENTS.values()] + [(Outcome, "serialization")]
     refs, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
@@ -145,7 +145,7 @@ def _command_channel(name: CommandName, refs: dict[str, dict[str, str]]) -> dict
             headers.command(name, version),
             headers.COMMAND_PROPERTIES,
         )
-        for version, body in sorted(CATALOGUE[name].bodies.items(), reverse=True)
+        for version, body in sorted(BODIES[name].items(), reverse=True)
     }
     return {
         "address": name.value,
@@ -252,10 +252,10 @@ def _operations() -> dict[str, Any]:
     }
     operations = {
         f"receive.{name.value}": _operation(
-            "receive", f"command.{name.value}", [f"{name.value}.v{v}" for v in sorted(command.bodies, reverse=True)],
+            "receive", f"command.{name.value}", [f"{name.value}.v{v}" for v in sorted(versions, reverse=True)],
             f"OpenGov-Food applies `{name.value}` and answers the outcome to `reply_to`", 2, True,
         ) | {"reply": reply}
-        for name, command in CATALOGUE.items()
+        for name, versions in BODIES.items()
     }  # fmt: skip
     operations |= {
         f"send.{event.value}": _operation(
@@ -288,7 +288,7 @@ def _servers() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The whole document, for a deployment with the default settings."""
     refs, schemas = _schemas()
-    channels = {f"command.{name.value}": _command_channel(name, refs) for name in CATALOGUE}
+    channels = {f"command.{name.value}": _command_channel(name, refs) for name in BODIES}
     channels |= {f"event.{name.value}": _event_channel(name, refs) for name in EventName}
     channels |= _reply_channels() | {"dead-letters": _dead_letter_channel()}
     return {

@@ -3,7 +3,7 @@
 import random
 import time
 
-from gateway.repository import UserRecord
+from gateway.infrastructure.repository import UserRecord
 
 MAX_ENTRIES = 10_000
 

@@ -1,8 +1,8 @@
 """What travels beside each message body, as JSON schemas for the AsyncAPI document: the headers
-table, and the AMQP properties (worker/asyncapi.py puts those in the message bindings).
+table, and the AMQP properties (asyncapi.py puts those in the message bindings).
 
-Each schema states what the worker reads or writes: decode.py and envelope.py for commands,
-outbound.py for events, outcomes and dead letters.
+Each schema states what the worker reads or writes: worker/decode.py and worker/envelope.py for
+commands, worker/outbound.py for events, outcomes and dead letters.
 """
 
 from typing import Any

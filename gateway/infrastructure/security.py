@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from shared.settings import Settings
 
-BEARER_KEY = "opengovfood.bearer"  # the request's bearer token, read once by gateway/edge.py (None: none)
+BEARER_KEY = "opengovfood.bearer"  # the request's bearer token, read once by gateway/edge/middleware.py (None: none)
 AUTHORIZATION = b"authorization"
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm is refused
 CLOCK_LEEWAY_S = 10

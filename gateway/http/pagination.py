@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.problems import Problem
+from gateway.http.problems import Problem
 from shared.contracts.fields import Id
 
 # An offset costs a scan of every row it skips; past this, walk with the cursor instead.

@@ -6,8 +6,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
-from gateway import repository
-from gateway.request import parse_token
+from gateway.http.request import parse_token
+from gateway.infrastructure import repository
 from shared.reading import PostgresDatabase, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 

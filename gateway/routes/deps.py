@@ -6,13 +6,13 @@ from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
-from gateway.auth import caller
-from gateway.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
-from gateway.problems import Problem
-from gateway.repository import UserRecord
-from gateway.request import FIELD_VALUE, TOKEN_PATTERN, parse_token, prefer_wait
-from gateway.security import BEARER_KEY
-from gateway.services import Services
+from gateway.http.problems import Problem
+from gateway.http.request import FIELD_VALUE, TOKEN_PATTERN, parse_token, prefer_wait
+from gateway.infrastructure.auth import caller
+from gateway.infrastructure.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.security import BEARER_KEY
+from gateway.infrastructure.services import Services
 
 
 async def get_services(request: Request) -> Services:
@@ -57,7 +57,7 @@ PreferWaitDep = Annotated[float | None, Depends(get_prefer_wait)]
 
 
 class _EdgeBearer(OAuth2PasswordBearer):
-    """The bearer token gateway/edge.py read (the header is read once, and only one is accepted)."""
+    """The bearer token gateway/edge/middleware.py read (the header is read once, and only one is accepted)."""
 
     async def __call__(self, request: HTTPConnection) -> str | None:
         if BEARER_KEY not in request.scope:  # an app without the edge in front
@@ -74,7 +74,7 @@ oauth2 = _EdgeBearer(tokenUrl="/api/v1/login/access-token", scheme_name="OAuth2P
 async def get_current_user(
     services: ServicesDep, token: TokenDep, access_token: Annotated[str, Depends(oauth2)]
 ) -> UserRecord:
-    return await caller(services, access_token, token)
+    return await caller(access_token, token, settings=services.settings, users=services.users, reads=services.reads)
 
 
 CurrentUser = Annotated[UserRecord, Depends(get_current_user)]

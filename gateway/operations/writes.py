@@ -1,4 +1,9 @@
-"""Turn a validated request into a published command, and its outcome into an HTTP answer."""
+"""The write operations: a validated request becomes a published command, its outcome an HTTP answer.
+
+`create_item` is the one definition of `POST /api/v1/items` that the FastAPI route
+(gateway/routes/items.py) and the fast path (gateway/edge/hot.py) both call; it sits beside the dispatch it
+hands its command to, so the write path from the edge to the publish crosses one operations module.
+"""
 
 import asyncio
 import uuid
@@ -10,16 +15,18 @@ from fastapi import Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from gateway import repository
-from gateway.bus import BusUnavailable
-from gateway.idempotency import IdempotentRequest, idempotent
-from gateway.problems import problem_response
-from gateway.request import TOKEN_HEADER, parse_token
-from gateway.schemas import Accepted
-from gateway.services import Services
-from shared.contracts.commands import CommandBody, CommandName
+from gateway.http.problems import problem_response
+from gateway.http.request import TOKEN_HEADER, parse_token
+from gateway.http.schemas import Accepted, ItemCreate, ItemRead
+from gateway.infrastructure import repository
+from gateway.infrastructure.bus import BusUnavailable
+from gateway.infrastructure.idempotency import IdempotentRequest, idempotent
+from gateway.infrastructure.repository import UserRecord
+from gateway.infrastructure.services import Services
+from shared.contracts.commands import CommandBody, CommandName, CreateItem
 from shared.contracts.headers import Actor
 from shared.contracts.outcomes import Outcome, OutcomeCode
+from shared.etag import item_etag
 from shared.models import CommandStatus
 from shared.reading import ReadConnection
 
@@ -42,6 +49,27 @@ class Resource:
     path: Callable[[int], str]
     read: Callable[[ReadConnection, int], Awaitable[BaseModel | None]]
     etag: Callable[[BaseModel], str] | None = None
+
+
+def item_resource(owner_id: int) -> Resource:
+    """How a write's answer shows the item it created or changed."""
+
+    async def read(conn: ReadConnection, item_id: int) -> ItemRead | None:
+        item = await repository.get_owned_item(conn, item_id, owner_id)
+        return ItemRead.model_validate(item) if item else None
+
+    return Resource(path=lambda item_id: f"/api/v1/items/{item_id}", read=read, etag=item_etag)
+
+
+async def create_item(
+    services: Services, user: UserRecord, fields: ItemCreate, *, wait: float | None, key: str | None
+) -> Response:
+    """Publish the caller's new item (its fields were validated as ItemCreate, the same types as CreateItem's)."""
+    command = CreateItem.model_construct(fields.model_fields_set | {"owner_id"}, owner_id=user.id, **dict(fields))
+    return await dispatch_as_caller(
+        services, user.id, CommandName.ITEM_CREATE, command,
+        wait_s=wait, resource=item_resource(user.id), key=key, route="POST /items", fingerprinted=fields,
+    )  # fmt: skip
 
 
 def command_location(command_id: uuid.UUID) -> str:

@@ -1,5 +1,5 @@
 """What the gateway reports about itself and the system (/health), and a caller's activity: answers
-only, never a request body (those are in gateway/schemas.py)."""
+only, never a request body (those are in gateway/http/schemas.py)."""
 
 import uuid
 from datetime import datetime
@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.schemas import examples
+from gateway.http.schemas import examples
 from shared.models import CommandStatus
 
 

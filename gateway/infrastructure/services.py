@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # a record of what the lifespan built: whoever holds one needs none of these modules
-    from gateway.bus import CommandBus
-    from gateway.consistency import Reads
-    from gateway.limits import RateLimits
-    from gateway.recent_users import RecentUsers
-    from gateway.security import Passwords
-    from gateway.status import StatusProbe
+    from gateway.infrastructure.bus import CommandBus
+    from gateway.infrastructure.consistency import Reads
+    from gateway.infrastructure.limits import RateLimits
+    from gateway.infrastructure.recent_users import RecentUsers
+    from gateway.infrastructure.security import Passwords
+    from gateway.infrastructure.status import StatusProbe
     from shared.settings import Settings
 
 

@@ -1,0 +1,1 @@
+"""The operations: what a route or the fast path asks for, one definition each (writes, reads)."""
