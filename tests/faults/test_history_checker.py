@@ -211,9 +211,10 @@ async def _faults(worker: Worker, history: History) -> None:
 async def _check(history: History, primary: asyncpg.Connection) -> dict[str, int]:
     """Anomalies by kind, from the records alone."""
     accepted = {title for titles in history.accepted.values() for title in titles}
+    owners = sorted(history.accepted)
     rows = await eventually(
-        lambda: primary.fetch("SELECT title, count(*) AS n FROM item WHERE title = ANY($1) GROUP BY title",
-                              sorted(accepted | history.maybe)),
+        lambda: primary.fetch("SELECT title, count(*) AS n FROM item WHERE owner_id = ANY($1) AND title = ANY($2)"
+                              " GROUP BY title", owners, sorted(accepted | history.maybe)),
         lambda found: accepted <= {row["title"] for row in found},
         180,
     )  # fmt: skip
