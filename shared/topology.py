@@ -27,11 +27,12 @@ def service_reply_prefix(bus_user: str) -> str:
 
 @dataclass(frozen=True)
 class Exchange:
-    """A durable exchange as we declare it."""
+    """An exchange as we declare it (durable unless said otherwise)."""
 
     name: str
     type: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    durable: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,16 @@ class Queue:
 
 
 COMMANDS_EXCHANGE = Exchange(COMMANDS_EXCHANGE_NAME, "topic")
-PARTITIONS_EXCHANGE = Exchange(PARTITIONS_EXCHANGE_NAME, "x-consistent-hash", {"hash-header": HEADER_OWNER})
+# Transient on purpose. The consistent-hash ring gives each binding its buckets in the order the
+# bindings were added, and a broker that restarts recovers durable bindings in an order of its own:
+# measured on 3.10.8, one restart in three moved about half of the owners to another partition,
+# splitting each one's commands over two queues consumed independently (out of order). A transient
+# exchange is gone after a restart, so intake stays closed (publishes are returned: 503) until
+# declare_topology, which the worker runs on every new connection, binds p0, p1, … again in order
+# and then reopens intake: the same ring every time.
+PARTITIONS_EXCHANGE = Exchange(
+    PARTITIONS_EXCHANGE_NAME, "x-consistent-hash", {"hash-header": HEADER_OWNER}, durable=False
+)
 EVENTS_EXCHANGE = Exchange(EVENTS_EXCHANGE_NAME, "topic")
 DEAD_LETTER_EXCHANGE = Exchange(DEAD_LETTER_EXCHANGE_NAME, "fanout")
 
@@ -153,7 +163,8 @@ async def repartitioning(connection: aio_pika.abc.AbstractConnection) -> bool:
 
 async def declare_topology(rabbit_url: str, partitions: int) -> None:
     """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
-    connection of its own.
+    connection of its own; the routing from the commands exchange to the partitions last, once
+    every partition queue is bound (before that, the ring would hold only some of them).
 
     The partition count only changes through `repartition` (which drains first): with another
     number of partition queues on the broker, this refuses (TopologyMismatch), since binding more
@@ -170,25 +181,39 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
                 f"the broker has {existing} partition queues but COMMAND_PARTITIONS is {partitions}: "
                 "change the count with `opengovfood bus repartition`, which drains them first"
             )
+        partitioned = await _partitions_exchange(connection)
         channel = await connection.channel()
         commands = await _exchange(channel, COMMANDS_EXCHANGE)
-        partitioned = await _exchange(channel, PARTITIONS_EXCHANGE)
-        if not await repartitioning(connection):
-            await partitioned.bind(commands, routing_key="#")
-            if await repartitioning(connection):  # it began meanwhile, and may have unbound before our bind
-                await partitioned.unbind(commands, routing_key="#")
         await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)
         dead_letter = await declare_queue(channel, dead_letter_queue(version))
         await dead_letter.bind(dead_letters, routing_key="")
-        for partition in range(partitions):
+        for partition in range(partitions):  # in order: the ring is the same whoever builds it
             queue = await declare_queue(channel, partition_queue(partition, version))
             await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)
+        if not await repartitioning(connection):
+            await partitioned.bind(commands, routing_key="#")
+            if await repartitioning(connection):  # it began meanwhile, and may have unbound before our bind
+                await partitioned.unbind(commands, routing_key="#")
+
+
+async def _partitions_exchange(connection: aio_pika.abc.AbstractConnection) -> AbstractExchange:
+    """The transient partitions exchange; a durable one that an earlier version declared is
+    replaced (its ring could change at the broker's next restart)."""
+    channel = await connection.channel()
+    try:
+        return await _exchange(channel, PARTITIONS_EXCHANGE)
+    except aio_pika.exceptions.ChannelPreconditionFailed:  # declared durable: it closed the channel
+        channel = await connection.channel()
+        await channel.exchange_delete(PARTITIONS_EXCHANGE.name)
+        return await _exchange(channel, PARTITIONS_EXCHANGE)
 
 
 async def _exchange(channel: AbstractChannel, exchange: Exchange) -> AbstractExchange:
-    return await channel.declare_exchange(exchange.name, exchange.type, durable=True, arguments=exchange.arguments)
+    return await channel.declare_exchange(
+        exchange.name, exchange.type, durable=exchange.durable, arguments=exchange.arguments
+    )
 
 
 async def declare_queue(channel: AbstractChannel, queue: Queue) -> AbstractQueue:

@@ -30,7 +30,9 @@ class Worker:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings or get_settings()
-        self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
+        self.connection = ConsumerConnection(
+            settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}", on_reopen=self.declare_topology
+        )
         self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
         self.engine = create_engine(settings.database_url, settings)
         unit_of_work = UnitOfWork(self.engine, settings.worker_transient_retry_limit_s, settings.service_grants)
@@ -54,7 +56,7 @@ class Worker:
         """Consume until `stop` is set, then finish the batches in hand and close."""
         settings = self.settings
         start_metrics_server(settings.worker_metrics_port)
-        await declare_topology(settings.rabbit_url, settings.command_partitions)
+        await self.declare_topology()
         await self.publisher.connect_when_possible()
         for partition in self.partitions:
             self.consumers[partition].start()
@@ -69,6 +71,9 @@ class Worker:
                 log.info("standing by for partitions %s", self.standby)
         await stop.wait()
         await self.shutdown()
+
+    async def declare_topology(self) -> None:
+        await declare_topology(self.settings.rabbit_url, self.settings.command_partitions)
 
     async def shutdown(self) -> None:
         consumers = list(self.consumers.values())

@@ -7,24 +7,34 @@ consumers notice the loss and subscribe again, in order, with backoff.
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
 
 class ConsumerConnection:
-    def __init__(self, url: str, name: str) -> None:
+    """`on_reopen` runs before a connection that replaces a lost one is handed out: the worker
+    declares the topology there, since a broker that restarted lost the (transient) routing to the
+    partitions, and intake stays closed until it is rebuilt (shared/topology.py says why)."""
+
+    def __init__(self, url: str, name: str, on_reopen: Callable[[], Awaitable[None]] | None = None) -> None:
         self.url = url
         self.name = name
+        self.on_reopen = on_reopen
         self._connection: AbstractConnection | None = None
+        self._opened = False
         self._lock = asyncio.Lock()
 
     async def get(self) -> AbstractConnection:
         async with self._lock:
             if self._connection is None or self._connection.is_closed:
+                if self._opened and self.on_reopen is not None:
+                    await self.on_reopen()
                 self._connection = await aio_pika.connect(
                     self.url, client_properties={"connection_name": self.name}, timeout=10
                 )
+                self._opened = True
             return self._connection
 
     @property

@@ -79,8 +79,8 @@ def _schemas() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
 
 
 def _exchange(exchange: Exchange) -> dict[str, Any]:
-    declared = {"name": exchange.name, "type": exchange.type, "durable": True, "autoDelete": False, "vhost": VHOST}
-    return declared | {"x-arguments": exchange.arguments}
+    declared = {"name": exchange.name, "type": exchange.type, "durable": exchange.durable, "autoDelete": False}
+    return declared | {"vhost": VHOST, "x-arguments": exchange.arguments}
 
 
 def _queue(queue: Queue, name: str | None = None, on_4: Queue | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from shared.topology import partition_queue_name
 from tests import settings as test_settings
 from tests.support.processes import Worker, wait_until
+from tests.support.rabbit import vhost_of_its_own
 
 VHOST = f"{test_settings.VHOST}_prefetch"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{quote(VHOST, safe='')}"
@@ -40,13 +41,8 @@ class VhostWorker(Worker):
 
 @pytest.fixture(scope="module")
 def own_vhost(database: str) -> Iterator[str]:
-    vhost = quote(VHOST, safe="")
-    httpx.delete(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH, timeout=10)
-    httpx.put(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH, timeout=10).raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    httpx.put(f"{MANAGEMENT}/permissions/{vhost}/guest", json=permissions, auth=AUTH, timeout=10).raise_for_status()
-    yield URL
-    httpx.delete(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH, timeout=10)
+    with vhost_of_its_own(VHOST) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

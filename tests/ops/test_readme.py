@@ -14,13 +14,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
-import httpx
 import pytest
 
 from tests import settings as test_settings
 from tests.support.processes import LOGS, ROOT, answers_ready, free_port, partitions_consumed, wait_until
+from tests.support.rabbit import vhost_of_its_own
 
 pytestmark = pytest.mark.rabbit
 VHOST = f"{test_settings.VHOST}_quickstart"
@@ -39,13 +38,8 @@ def quickstart() -> str:
 
 @pytest.fixture(scope="module")
 def own_vhost() -> Iterator[str]:
-    where = f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}"
-    httpx.delete(where, auth=GUEST, timeout=10)
-    httpx.put(where, auth=GUEST, timeout=10).raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    httpx.put(f"{MANAGEMENT}/permissions/{quote(VHOST, safe='')}/guest", json=permissions, auth=GUEST, timeout=10)
-    yield f"amqp://guest:guest@127.0.0.1:5672/{quote(VHOST, safe='')}"
-    httpx.delete(where, auth=GUEST, timeout=10)
+    with vhost_of_its_own(VHOST) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from tests.support.api import Client, sign_up
 from tests.support.bus import command_message
 from tests.support.polling import eventually
 from tests.support.processes import ROOT, Worker
+from tests.support.rabbit import vhost_of_its_own
 
 VHOST = f"{test_settings.VHOST}_repartition"
 URL = f"amqp://guest:guest@127.0.0.1:5672/{quote(VHOST, safe='')}"
@@ -55,13 +56,8 @@ def _queue(name: str) -> dict[str, int]:
 @pytest.fixture
 def own_vhost(stack: object) -> Iterator[str]:
     """A new vhost for each test: each starts from no topology at all."""
-    auth = ("guest", "guest")
-    httpx.delete(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10)
-    httpx.put(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10).raise_for_status()
-    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
-    httpx.put(f"{MANAGEMENT}/permissions/{quote(VHOST, safe='')}/guest", json=permissions, auth=auth, timeout=10)
-    yield URL
-    httpx.delete(f"{MANAGEMENT}/vhosts/{quote(VHOST, safe='')}", auth=auth, timeout=10)
+    with vhost_of_its_own(VHOST) as url:
+        yield url
 
 
 async def _publish(owners: list[Client], first: int, count: int) -> None:

@@ -1,5 +1,7 @@
 """The test vhost, emptied of our topology so each run declares it afresh."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import aio_pika
@@ -45,3 +47,19 @@ async def reset_vhost() -> None:
             EVENTS_EXCHANGE_NAME,
         ):
             await channel.exchange_delete(exchange)
+
+
+@contextmanager
+def vhost_of_its_own(vhost: str) -> Iterator[str]:
+    """A vhost made afresh (guest may do anything in it), deleted afterwards: its AMQP URL."""
+    path, auth = f"{MANAGEMENT_API}/vhosts/{quote(vhost, safe='')}", ("guest", "guest")
+    httpx.delete(path, auth=auth, timeout=10)
+    httpx.put(path, auth=auth, timeout=10).raise_for_status()
+    permissions = {"configure": ".*", "write": ".*", "read": ".*"}
+    httpx.put(
+        f"{MANAGEMENT_API}/permissions/{quote(vhost, safe='')}/guest", json=permissions, auth=auth, timeout=10
+    ).raise_for_status()
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{quote(vhost, safe='')}"
+    finally:
+        httpx.delete(path, auth=auth, timeout=10)
