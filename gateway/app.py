@@ -41,7 +41,7 @@ async def _declare_topology_if_allowed(settings: Settings) -> None:
     """Declare the topology, unless our bus user may only publish (production: the worker declares it)."""
     for delay in backoff():
         try:
-            await declare_topology(settings.rabbit_url, settings.command_partitions)
+            await declare_topology(settings.broker_urls, settings.command_partitions)
             return
         except ChannelAccessRefused:
             log.info("bus user may not declare the topology; relying on the worker's (least privilege)")
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same = settings.read_database_url == settings.database_url  # no replica: read the primary
         replica = read_database(settings.read_database_url, settings)
         primary = replica if same else read_database(settings.database_url, settings)
-        publisher = Publisher(settings.rabbit_url, "opengovfood-gateway", timeout_s=settings.publish_timeout)
+        publisher = Publisher(settings.broker_urls, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
         connecting = asyncio.create_task(_connect(bus, settings))
         await asyncio.wait({connecting}, timeout=STARTUP_WAIT_S)  # serve anyway: writes answer 503 until then
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             users=RecentUsers(settings.auth_cache_s),
             limits=rate_limits,
             status=StatusProbe(
-                replica, primary, settings.rabbit_url, settings.command_partitions, settings.max_replica_lag_s
+                replica, primary, settings.broker_urls, settings.command_partitions, settings.max_replica_lag_s
             ),
         )
         try:

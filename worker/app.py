@@ -30,8 +30,8 @@ class Worker:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings or get_settings()
-        self.connection = ConsumerConnection(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}")
-        self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
+        self.connection = ConsumerConnection(settings.broker_urls, f"opengovfood-worker-{settings.worker_index}")
+        self.publisher = Publisher(settings.broker_urls, f"opengovfood-worker-{settings.worker_index}-out")
         self.engine = create_engine(settings.database_url, settings)
         unit_of_work = UnitOfWork(self.engine, settings.worker_transient_retry_limit_s, settings.service_grants)
         outbound = Outbound(self.publisher, settings.gateway_bus_user)
@@ -54,7 +54,7 @@ class Worker:
         """Consume until `stop` is set, then finish the batches in hand and close."""
         settings = self.settings
         start_metrics_server(settings.worker_metrics_port)
-        await declare_topology(settings.rabbit_url, settings.command_partitions)
+        await declare_topology(settings.broker_urls, settings.command_partitions)
         await self.publisher.connect_when_possible()
         for partition in self.partitions:
             self.consumers[partition].start()

@@ -2,19 +2,23 @@
 
 Not a robust (self-restoring) connection on purpose: after a broker restart a restored consumer can
 be left on a channel that died during restoration, consuming nothing. Owning the channels, the
-consumers notice the loss and subscribe again, in order, with backoff.
+consumers notice the loss and subscribe again, in order, with backoff. On a cluster they subscribe
+again on the next node (shared/brokers.py): a discarded connection moves the list past its node.
 """
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
+from shared.brokers import Brokers
+
 
 class ConsumerConnection:
-    def __init__(self, url: str, name: str) -> None:
-        self.url = url
+    def __init__(self, urls: str | Sequence[str], name: str) -> None:
+        self.brokers = Brokers(urls)
         self.name = name
         self._connection: AbstractConnection | None = None
         self._lock = asyncio.Lock()
@@ -22,10 +26,11 @@ class ConsumerConnection:
     async def get(self) -> AbstractConnection:
         async with self._lock:
             if self._connection is None or self._connection.is_closed:
-                self._connection = await aio_pika.connect(
-                    self.url, client_properties={"connection_name": self.name}, timeout=10
-                )
+                self._connection = await self.brokers.connect(self._open)
             return self._connection
+
+    async def _open(self, url: str) -> AbstractConnection:
+        return await aio_pika.connect(url, client_properties={"connection_name": self.name}, timeout=10)
 
     @property
     def is_open(self) -> bool:
@@ -36,6 +41,7 @@ class ConsumerConnection:
         async with self._lock:
             if broken is not None and broken is self._connection:
                 self._connection = None
+                self.brokers.lost(self.brokers.current)
                 with contextlib.suppress(Exception):
                     await broken.close()
 

@@ -28,6 +28,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared.brokers import Brokers
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.topology import COMMANDS_EXCHANGE_NAME
 from tests import settings as test_settings
@@ -61,6 +62,10 @@ class History:
 
     def answered(self, status: int) -> None:
         self.answers[status] += 1
+
+
+async def _connect(url: str) -> aio_pika.abc.AbstractConnection:
+    return await aio_pika.connect(url, timeout=5)  # on a cluster: the first node that answers (shared/brokers.py)
 
 
 async def _writer(http: httpx.AsyncClient, client: Client, number: int, history: History, stop: asyncio.Event) -> None:
@@ -112,7 +117,7 @@ async def _publisher(owner: Client, history: History, stop: asyncio.Event) -> No
     sent, unconfirmed = 0, []
     while not stop.is_set() or unconfirmed:
         try:
-            connection = await aio_pika.connect(test_settings.RABBIT_URL, timeout=5)
+            connection = await Brokers(test_settings.RABBIT_URLS).connect(_connect)
             async with connection:
                 channel = await connection.channel(on_return_raises=True)
                 exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME, ensure=False)
@@ -156,7 +161,7 @@ async def _follow_events(queue_name: str, history: History, done: asyncio.Event)
     """Read the queue with acks until `done`; reconnect while the broker is away."""
     while not done.is_set():
         try:
-            connection = await aio_pika.connect(test_settings.RABBIT_URL, timeout=5)
+            connection = await Brokers(test_settings.RABBIT_URLS).connect(_connect)
             async with connection:
                 channel = await connection.channel()
                 queue = await channel.declare_queue(queue_name, passive=True)
