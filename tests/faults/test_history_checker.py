@@ -265,6 +265,17 @@ async def _check(history: History, primary: asyncpg.Connection) -> dict[str, int
     }
 
 
+async def check_on_primary(history: History, followed: asyncio.Event, follower: asyncio.Task[None]) -> dict[str, int]:
+    """The anomalies, read on a new connection (the primary may have restarted); then the follower stops."""
+    primary = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        return await _check(history, primary)
+    finally:
+        await primary.close()
+        followed.set()
+        await follower
+
+
 async def test_a_generated_load_with_faults_keeps_every_promise(stack: tuple[Worker, Gateway]) -> None:
     worker, gateway = stack
     history, writing, followed = History(), asyncio.Event(), asyncio.Event()
@@ -279,13 +290,7 @@ async def test_a_generated_load_with_faults_keeps_every_promise(stack: tuple[Wor
         await asyncio.sleep(max(0.0, SECONDS - (time.monotonic() - started)))  # the run's length
         writing.set()
         await asyncio.wait_for(asyncio.gather(*load), 180)
-    primary = await asyncpg.connect(test_settings.PRIMARY_DSN)  # a new one: the primary restarted
-    try:
-        anomalies = await _check(history, primary)
-    finally:
-        await primary.close()
-        followed.set()
-        await follower
+    anomalies = await check_on_primary(history, followed, follower)
     operations = history.http_writes + history.bus_publishes + history.reads
     print(
         f"\nhistory of {time.monotonic() - started:.0f} s: {operations} operations "
