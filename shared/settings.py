@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = "INFO"  # gateway and worker
 
     database_url: str = "sqlite+aiosqlite:///./opengovfood.db"
-    read_database_url: str = ""  # empty: the same as DATABASE_URL
+    read_database_url: str = ""  # empty: the same as DATABASE_URL; several standbys: URLs separated by commas
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_pool_timeout: float = 30.0
@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         if self.worker_prefetch < self.worker_batch_size:
             raise ValueError("WORKER_PREFETCH must be at least WORKER_BATCH_SIZE")
         return self
+
+    @property
+    def read_database_urls(self) -> list[str]:
+        """Each standby READ_DATABASE_URL names (one pool each: gateway/infrastructure/standbys.py)."""
+        return [url.strip() for url in self.read_database_url.split(",") if url.strip()]
 
     @property
     def broker_urls(self) -> list[str]:

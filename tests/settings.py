@@ -35,6 +35,11 @@ REPLICA_DSN = f"postgresql://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
 WORKER_DATABASE_URL = f"postgresql+asyncpg://opengovfood_worker@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 GATEWAY_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 GATEWAY_READ_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
+# On the cluster (scripts/cluster.sh) a second standby: the gateway reads from both.
+REPLICA2_PORT = 5434
+REPLICA2_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{REPLICA2_PORT}/{DATABASE}"
+if CLUSTER:
+    GATEWAY_READ_DATABASE_URL += "," + GATEWAY_READ_DATABASE_URL.replace(f":{REPLICA_PORT}/", f":{REPLICA2_PORT}/")
 GATEWAY_PRIMARY_DSN = f"postgresql://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 
 # External services on the bus (RabbitMQ users are global: named after the vhost, so runs don't meet).

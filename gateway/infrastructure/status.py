@@ -9,6 +9,7 @@ from aio_pika.abc import AbstractConnection
 
 from gateway.http.request import parse_token
 from gateway.infrastructure import repository
+from gateway.infrastructure.standbys import Standbys
 from shared.brokers import Brokers
 from shared.reading import PostgresDatabase, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
@@ -29,7 +30,7 @@ class StatusProbe:
     ) -> None:
         self.replica = replica
         self.primary = primary
-        self.has_replica = replica is not primary and isinstance(replica, PostgresDatabase)
+        self.has_replica = replica is not primary and isinstance(replica, PostgresDatabase | Standbys)
         self.brokers = Brokers(rabbit_urls)
         self.partitions = partitions
         self.max_lag_s = max_lag_s

@@ -3,9 +3,10 @@ checker's load (tests/faults/test_history_checker.py, imported) while nodes die.
 
 The node leading most partition queues is killed (-9); while it is down a second node stops for
 10 s, so the queues lose their majority: commands are answered 503, none is confirmed. Then both
-come back. The checker proves from the records that every acknowledged command was applied exactly
-once, in per-owner order, its event relayed; no answer but 201/202/503 (429); and the failover table
-gives, per fault, the longest stretch without an accepted write.
+come back. Later one of the two standbys the gateway reads from stops for 10 s: reads go to the
+other. The checker proves from the records that every acknowledged command was applied exactly
+once, in per-owner order, its event relayed; no answer but 201/202/503 (429), every read 200; and
+the failover table gives, per fault, the longest stretch without an accepted write.
 """
 
 import asyncio
@@ -13,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from shared.topology import (
 )
 from tests import settings as test_settings
 from tests.cluster import nodes
+from tests.cluster.test_standbys import replica2
 from tests.faults.test_history_checker import (
     History,
     _event_queue,
@@ -47,6 +50,7 @@ OURS = [partition_queue_name(p) for p in range(PARTITIONS)] + [DEAD_LETTER_QUEUE
 SECONDS = float(os.environ.get("CLUSTER_SECONDS", "75"))
 WRITERS = 4
 MAJORITY_LOST_S = 10.0
+STANDBY_DOWN_S = 10.0
 NORMAL_AGAIN_S = 30.0  # the promise: accepted writes again within this long after a node's death
 
 
@@ -77,6 +81,7 @@ class Timeline:
     """When each write was sent and answered, and when each fault began."""
 
     writes: list[tuple[float, float, int]] = field(default_factory=list)  # sent, answered, status
+    reads: list[int] = field(default_factory=list)  # statuses of the reads
     faults: list[tuple[str, float]] = field(default_factory=list)
 
     def longest_unavailability(self, start: float, end: float) -> float:
@@ -116,6 +121,15 @@ async def _faults(timeline: Timeline, history: History, started: float) -> tuple
     timeline.faults.append((f"{stopped} started again, {killed} restarted", time.monotonic()))
     await asyncio.to_thread(nodes.start_all)
     history.faults.append(f"{killed} restarted")
+    await at(SECONDS * 0.7)
+    await asyncio.to_thread(replica2, "stop")
+    timeline.faults.append(
+        (f"standby on port {test_settings.REPLICA2_PORT} stopped {STANDBY_DOWN_S:.0f} s", time.monotonic())
+    )
+    history.faults.append("standby stopped")
+    await asyncio.sleep(STANDBY_DOWN_S)  # how long the standby stays down
+    await asyncio.to_thread(replica2, "start")
+    timeline.faults.append(("standby started again", time.monotonic()))
     return lost_from, lost_until
 
 
@@ -130,6 +144,8 @@ async def test_nodes_killed_under_load_lose_nothing(stack: tuple[Worker, Gateway
     async def answered(response: httpx.Response) -> None:
         if response.request.method == "POST":
             timeline.writes.append((response.request.extensions["sent"], time.monotonic(), response.status_code))
+        else:
+            timeline.reads.append(response.status_code)
 
     queue_name = await _event_queue()
     follower = asyncio.create_task(_follow_events(queue_name, history, followed))
@@ -151,6 +167,7 @@ async def test_nodes_killed_under_load_lose_nothing(stack: tuple[Worker, Gateway
     assert set(anomalies.values()) == {0}, anomalies
     assert timeline.accepted_between(lost_from + 2.0, lost_until) == 0  # past the publish timeout: no quorum, no 202
     assert set(history.answers) <= {201, 202, 429, 503}, history.answers
+    assert set(timeline.reads) == {200}, Counter(timeline.reads)  # the stopped standby was skipped
     assert history.answers[503] > 0  # the majority loss was seen
     assert max(unavailable.values()) < NORMAL_AGAIN_S + MAJORITY_LOST_S, unavailable
 
