@@ -50,6 +50,15 @@ ctl() { local n=$1; shift; as_node "$n" rabbitmqctl -q -n "$(node "$n")" "$@"; }
 
 running() { ctl "$1" await_startup --timeout 1 >/dev/null 2>&1; }
 
+# The pid of node N's Erlang VM while it lives (its app may be stopped), from its pid file; the
+# process must carry the node's name, so a reused pid is never taken for it.
+vm_pid() {
+  local pid
+  pid=$(cat "$CLUSTER_DIR/ogf$1/pid" 2>/dev/null) || return 1
+  [[ -n $pid ]] && tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$(node "$1")" \
+    && echo "$pid"
+}
+
 wait_until() {  # wait_until <seconds> <command...>: poll until the command succeeds
   local deadline=$(($(date +%s) + $1)); shift
   until "$@"; do
@@ -77,8 +86,9 @@ EOF
 
 start_node() {
   local n=$1
-  if running "$n"; then
+  if vm_pid "$n" >/dev/null; then
     log "$(node "$n"): up"
+    ctl "$n" start_app >/dev/null 2>&1 || true  # a node stopped with stop_app (a test) runs again
     return
   fi
   write_node_files "$n"
@@ -122,15 +132,10 @@ start() {
 stop() {
   local n pid
   for n in "${NODES[@]}"; do
-    pid=$(cat "$CLUSTER_DIR/ogf$n/pid" 2>/dev/null || true)
-    if running "$n"; then
-      log "$(node "$n"): stopping"
-      ctl "$n" stop >/dev/null || true
-    fi
-    # A node stopped with stop_app (or hung) still has its VM: the pid file names it.
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -q beam "/proc/$pid/cmdline" 2>/dev/null; then
-      kill "$pid" && log "$(node "$n"): its VM ($pid) terminated"
-    fi
+    pid=$(vm_pid "$n") || continue
+    log "$(node "$n"): stopping"
+    # Waits until the VM is gone; a VM that does not answer is terminated.
+    ctl "$n" stop "$CLUSTER_DIR/ogf$n/pid" >/dev/null 2>&1 || { kill "$pid" && log "$(node "$n"): VM $pid terminated"; }
   done
   if [[ -n $(pg_lsclusters -h | awk -v v="$PG_VERSION" '$1==v && $2=="replica2"') ]]; then
     log "second replica: dropping"
