@@ -10,7 +10,7 @@ COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version
 NODE_TOOLS := tools/asyncapi
 NODE_STAMP := $(NODE_TOOLS)/node_modules/.package-lock.json
 
-.PHONY: help install lock services run test test-fast soak lint typecheck clean docs bench
+.PHONY: help install lock services run test test-fast soak lint typecheck clean docs bench cluster cluster-stop test-cluster
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,16 @@ run: install services  ## Apply migrations, then run gateway (http://127.0.0.1:8
 
 test: install services  ## Run the whole test suite against the real services
 	$(PY) -m pytest
+
+cluster: services  ## Start (idempotently) a local 3-node RabbitMQ cluster (AMQP 5701-5703) and a second replica (5434)
+	scripts/cluster.sh start
+
+cluster-stop:  ## Stop the local RabbitMQ cluster and drop the second replica (make cluster brings them back)
+	scripts/cluster.sh stop
+
+test-cluster: install cluster  ## The failover tests on the local cluster (tests/cluster), then stop it
+	status=0; TEST_CLUSTER=1 $(PY) -m pytest -s tests/cluster || status=$$?; \
+	scripts/cluster.sh stop; exit $$status
 
 soak: install services  ## Longer than make test: 1,000 generated worker histories per database (HISTORIES), the history checker for 600 s (HISTORY_SECONDS)
 	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \

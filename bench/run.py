@@ -26,7 +26,7 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench import baselines  # noqa: E402
+from bench import baselines, cluster  # noqa: E402
 from bench.cpu import Meter, per_unit  # noqa: E402
 from bench.load import load  # noqa: E402
 from bench.report import Table  # noqa: E402
@@ -141,7 +141,7 @@ async def raw_baselines(table: Table, sizes: Sizes, owner: int) -> dict[str, flo
 
 
 async def http_writes(
-    table: Table, sizes: Sizes, url: str, owners: list[int], pipeline: float, c: int, meter: Meter
+    table: Table, sizes: Sizes, url: str, owners: list[int], pipeline: float, c: int, meter: Meter, where: str = ""
 ) -> None:
     settings = get_settings()
     tokens = [create_access_token(owner, HASH, settings) for owner in owners]
@@ -156,7 +156,7 @@ async def http_writes(
     applied, last = await settled(owners, before + result.ok)
     used = meter.stop()
     applied -= before
-    name = f"HTTP POST /items c={c}"
+    name = f"HTTP POST /items c={c}{where}"
     table.add(f"{name}: accepted", result.ok_per_s, "req/s")
     table.add(
         f"{name}: applied (rows in DB)", applied / (last - start), "rows/s",
@@ -165,12 +165,12 @@ async def http_writes(
     table.add(f"{name}: accept p50", result.p50_ms, "ms")
     table.add(f"{name}: accept p99", result.p99_ms, "ms", target="≤ 50 ms at c=16" if c == 16 else "")
     table.notes.append(
-        f"c={c}: {result.requests:,} answers, {result.ok:,} 2xx, {result.requests - result.ok:,} other "
+        f"c={c}{where}: {result.requests:,} answers, {result.ok:,} 2xx, {result.requests - result.ok:,} other "
         f"(503: not confirmed in PUBLISH_TIMEOUT); {applied:,} rows applied; backlog at the end of the "
         f"{sizes.load_s:.0f} s window {max(backlog, 0):,}, "
         f"last row {last - start - result.seconds:.1f} s after it; load by {result.tool}"
     )
-    table.notes.append(f"c={c} CPU ms per applied row: {per_unit(used, applied)}")
+    table.notes.append(f"c={c}{where} CPU ms per applied row: {per_unit(used, applied)}")
 
 
 REFUSED_TITLE = "bench refused by a trigger"
@@ -344,13 +344,14 @@ class BenchWorker(Worker):
 
 
 PARTS = ("writes", "bus", "imports", "reads")
+CLUSTER = "cluster"  # HTTP writes on the local 3-node cluster too (make cluster first): asked for with --only
 
 
 async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
     table = Table()
     await reset_database()
     await reset_vhost()
-    users = await create_users(328)
+    users = await create_users(393)
     raw = await raw_baselines(table, sizes, users[0]) if {"writes", "bus"} & set(parts) else {"pipeline": 0.0}
     worker, gateway = BenchWorker(), Gateway(GATEWAY_ENV)
     worker.start()
@@ -374,13 +375,30 @@ async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
     finally:
         gateway.stop()
         worker.stop()
+    if CLUSTER in parts:
+        await writes_on_the_cluster(table, sizes, users[329:393], raw["pipeline"])
     return table
+
+
+async def writes_on_the_cluster(table: Table, sizes: Sizes, owners: list[int], pipeline: float) -> None:
+    """The c=64 HTTP writes again, with the bus on the three-node cluster (bench/cluster.py)."""
+    cluster.fresh_vhost()
+    worker, gateway = cluster.ClusterWorker(), cluster.cluster_gateway(GATEWAY_ENV)
+    worker.start(60)
+    try:
+        gateway.start()
+        assert gateway.process is not None
+        meter = Meter(gateway.process.pid, worker.pid)
+        await http_writes(table, sizes, gateway.url, owners, pipeline, 64, meter, where=" on the 3-node cluster")
+    finally:
+        gateway.stop()
+        worker.stop()
 
 
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
-    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="measure only these parts")
+    parser.add_argument("--only", nargs="+", choices=(*PARTS, CLUSTER), default=PARTS, help="measure only these parts")
     args = parser.parse_args()
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, capture_output=True)
     started = time.perf_counter()

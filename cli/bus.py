@@ -22,16 +22,18 @@ import json
 import os
 import re
 import secrets
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlparse
 
 import typer
 
 from cli.repartition import DrainTimeout, repartition
+from cli.replication import grow
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.settings import ServiceGrant, get_settings
@@ -128,15 +130,19 @@ class Management:
         credentials = f"{self.admin}:{unquote(parsed.password or 'guest')}"
         self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
 
-    def _call(self, method: str, path: str, body: dict[str, object] | None = None) -> None:
+    def _call(self, method: str, path: str, body: dict[str, object] | None = None) -> Any:
         request = urllib.request.Request(
             f"{self.base}/{path}",
             data=None if body is None else json.dumps(body).encode(),
             method=method,
             headers={"Authorization": self.authorization, "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (http(s) only, checked above)
-            pass
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (http(s) only, checked above)
+            answer = response.read()
+        return json.loads(answer) if answer else None
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
 
     def put(self, path: str, body: dict[str, object]) -> None:
         self._call("PUT", path, body)
@@ -211,6 +217,23 @@ def provision_command(
         raise typer.Exit(1) from None
     for name, how in handled.items():
         typer.echo(f"{name}: provisioned in vhost {vhost}, {how}")
+
+
+@bus_app.command("grow")
+def grow_command(
+    vhost: Annotated[str, typer.Option(envvar="BUS_VHOST")] = "opengovfood",
+    members: Annotated[int, typer.Option(min=1, help="members each queue should have (at most the nodes)")] = 3,
+) -> None:
+    """Give every partition queue and the dead-letter queue members on MEMBERS nodes of the cluster."""
+    url = os.environ.get("RABBIT_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")  # never on argv
+    try:
+        short = grow(Management(url), vhost, members, progress=typer.echo)
+    except (urllib.error.URLError, ValueError, subprocess.CalledProcessError) as error:
+        typer.echo(f"grow failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    if short:
+        typer.echo(f"fewer members than asked: {short}", err=True)
+        raise typer.Exit(1)
 
 
 @bus_app.command("repartition")

@@ -41,7 +41,7 @@ async def _declare_topology_if_allowed(settings: Settings) -> None:
     """Declare the topology, unless our bus user may only publish (production: the worker declares it)."""
     for delay in backoff():
         try:
-            await declare_topology(settings.rabbit_url, settings.command_partitions)
+            await declare_topology(settings.broker_urls, settings.command_partitions)
             return
         except ChannelAccessRefused:
             log.info("bus user may not declare the topology; relying on the worker's (least privilege)")
@@ -77,21 +77,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         same = settings.read_database_url == settings.database_url  # no replica: read the primary
-        replica = read_database(settings.read_database_url, settings)
-        primary = replica if same else read_database(settings.database_url, settings)
-        publisher = Publisher(settings.rabbit_url, "opengovfood-gateway", timeout_s=settings.publish_timeout)
+        replicas = [read_database(url, settings) for url in settings.read_database_urls]
+        primary = replicas[0] if same else read_database(settings.database_url, settings)
+        reads = Reads(replicas, primary, same=same, wait_s=settings.consistency_wait)
+        standbys = primary if same else reads.replica
+        publisher = Publisher(settings.broker_urls, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
         connecting = asyncio.create_task(_connect(bus, settings))
         await asyncio.wait({connecting}, timeout=STARTUP_WAIT_S)  # serve anyway: writes answer 503 until then
         app.state.services = Services(
             settings=settings,
             bus=bus,
-            reads=Reads(replica, primary, same=same, wait_s=settings.consistency_wait),
+            reads=reads,
             passwords=Passwords(settings.max_hashing),
             users=RecentUsers(settings.auth_cache_s),
             limits=rate_limits,
             status=StatusProbe(
-                replica, primary, settings.rabbit_url, settings.command_partitions, settings.max_replica_lag_s
+                standbys,
+                primary,
+                settings.broker_urls,
+                settings.command_partitions,
+                settings.max_replica_lag_s,
             ),
         )
         try:
@@ -100,8 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connecting.cancel()
             await app.state.services.status.close()
             await publisher.close()
-            for database in {id(replica): replica, id(primary): primary}.values():
-                await database.close()
+            await reads.replica.close()
+            if not same:
+                await primary.close()
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)

@@ -1,6 +1,7 @@
 """Publishing on the bus, the one way every part of the system does it.
 
-A `Publisher` holds one self-restoring AMQP connection and one channel with publisher confirms;
+A `Publisher` holds one AMQP connection (restored by itself, to another broker of a cluster when its
+node dies) and one channel with publisher confirms;
 every `publish` returns only once the broker confirmed the message (or raises), and an unroutable
 mandatory message raises instead of vanishing. Concurrent publishes share the channel, so their
 confirms are pipelined. What goes on the bus is built in shared/contracts/
@@ -10,12 +11,14 @@ confirms are pipelined. What goes on the bus is built in shared/contracts/
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import unquote, urlparse
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from shared import tracing
+from shared.brokers import Brokers, address
 from shared.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -32,29 +35,67 @@ def bus_user(rabbit_url: str) -> str:
 
 
 class Publisher:
-    """One connection and one confirming channel of a process; reconnects by itself after a loss."""
+    """One connection and one confirming channel of a process, to one broker of its list at a time.
 
-    def __init__(self, rabbit_url: str, name: str, *, timeout_s: float = 10.0) -> None:
-        self.rabbit_url = rabbit_url
+    Not aio-pika's robust connection: that one reconnects only to its own address. When ours dies,
+    it reconnects by itself to the next broker of the list (shared/brokers.py) and runs the
+    `on_connect` hooks again (a reply consumer subscribes there); meanwhile a publish tries to
+    connect within its own timeout, and raises NotConfirmed when no broker answers.
+    """
+
+    def __init__(self, rabbit_url: str | Sequence[str], name: str, *, timeout_s: float = 10.0) -> None:
+        self.brokers = Brokers(rabbit_url)
         self.name = name
         self.timeout_s = timeout_s
-        self.user_id = bus_user(rabbit_url)
-        self.connection: AbstractRobustConnection | None = None
+        self.user_id = bus_user(self.brokers.current)
+        self.connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._connecting = asyncio.Lock()
         self._looking_up = asyncio.Lock()
+        self._hooks: list[Callable[[AbstractConnection], Awaitable[None]]] = []
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
 
-    async def connect(self) -> AbstractRobustConnection:
-        """Open the connection and the channel once; later calls return them."""
+    def on_connect(self, hook: Callable[[AbstractConnection], Awaitable[None]]) -> None:
+        """Run `hook` on every new connection, before any publish uses it."""
+        self._hooks.append(hook)
+
+    async def connect(self) -> AbstractConnection:
+        """Open the connection and the channel once (again after a loss); later calls return them."""
         async with self._connecting:
-            if self.connection is None:
-                connection = await aio_pika.connect_robust(
-                    self.rabbit_url, client_properties={"connection_name": self.name}, timeout=self.timeout_s
-                )
-                self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            if self.connection is None or not self.is_connected or self._channel is None or self._channel.is_closed:
+                await self._forget()
+                connection = await self.brokers.connect(self._open)
+                try:
+                    self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    for hook in self._hooks:
+                        await hook(connection)
+                except BaseException:
+                    await connection.close()
+                    raise
+                connection.close_callbacks.add(self._lost)
                 self.connection = connection
             return self.connection
+
+    async def _open(self, url: str) -> AbstractConnection:
+        return await aio_pika.connect(url, client_properties={"connection_name": self.name}, timeout=self.timeout_s)
+
+    def _lost(self, connection: object, error: BaseException | None = None) -> None:
+        """The connection closed: unless we closed it, reconnect (to the next broker) in the background."""
+        if self._closed or connection is not self.connection:
+            return
+        log.warning("connection to the broker at %s lost (%r); reconnecting", address(self.brokers.current), error)
+        self.brokers.lost(self.brokers.current)
+        self.connection, self._channel, self._exchanges = None, None, {}
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = asyncio.create_task(self.connect_when_possible())
+
+    async def _forget(self) -> None:
+        connection, self.connection, self._channel, self._exchanges = self.connection, None, None, {}
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def connect_when_possible(self, max_delay_s: float = 10.0) -> None:
         """Connect, retrying with capped backoff: a process starts even while the broker is down."""
@@ -103,11 +144,11 @@ class Publisher:
 
     @property
     def is_connected(self) -> bool:
-        """Connected now (a restoring connection is not)."""
-        return self.connection is not None and self.connection.connected.is_set()
+        """Connected now (a reconnecting publisher is not)."""
+        return self.connection is not None and not self.connection.is_closed
 
     async def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(Exception):
-                await self.connection.close()
-            self.connection, self._channel, self._exchanges = None, None, {}
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        await self._forget()

@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.brokers import broker_urls
 from shared.tls import SslMode, rabbit_url_with_tls
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = "INFO"  # gateway and worker
 
     database_url: str = "sqlite+aiosqlite:///./opengovfood.db"
-    read_database_url: str = ""  # empty: the same as DATABASE_URL
+    read_database_url: str = ""  # empty: the same as DATABASE_URL; several standbys: URLs separated by commas
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_pool_timeout: float = 30.0
@@ -43,6 +44,9 @@ class Settings(BaseSettings):
     db_echo: bool = False
 
     rabbit_url: str = "amqp://guest:guest@localhost:5672/"
+    # The other nodes of a RabbitMQ cluster, `host:port,host:port`: tried in turn when RABBIT_URL's
+    # node is unreachable or dies, with RABBIT_URL's user, vhost and TLS (shared/brokers.py).
+    rabbit_failover_hosts: str = ""
     # Transport security (docs/security-transport.md): RABBIT_URL amqps://… with these files, and
     # PostgreSQL's sslmode for DATABASE_URL and READ_DATABASE_URL.
     rabbit_tls_ca_file: str | None = None  # the CA that signed the broker's certificate (else the system's)
@@ -107,6 +111,16 @@ class Settings(BaseSettings):
         if self.worker_prefetch < self.worker_batch_size:
             raise ValueError("WORKER_PREFETCH must be at least WORKER_BATCH_SIZE")
         return self
+
+    @property
+    def read_database_urls(self) -> list[str]:
+        """Each standby READ_DATABASE_URL names (one pool each: gateway/infrastructure/standbys.py)."""
+        return [url.strip() for url in self.read_database_url.split(",") if url.strip()]
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """RABBIT_URL, then each node of RABBIT_FAILOVER_HOSTS: every address a connection may use."""
+        return broker_urls(self.rabbit_url, self.rabbit_failover_hosts)
 
 
 @lru_cache

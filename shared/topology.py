@@ -1,14 +1,19 @@
 """Exchanges, queues and headers on RabbitMQ: declared from here only."""
 
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from shared.brokers import Brokers
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_OWNER
+
+log = logging.getLogger(__name__)
 
 COMMANDS_EXCHANGE_NAME = "opengovfood.commands"
 PARTITIONS_EXCHANGE_NAME = "opengovfood.commands.partitions"
@@ -161,7 +166,7 @@ async def repartitioning(connection: aio_pika.abc.AbstractConnection) -> bool:
     return await _exists(connection, REPARTITION_MARKER_NAME)
 
 
-async def declare_topology(rabbit_url: str, partitions: int) -> None:
+async def declare_topology(rabbit_url: str | Sequence[str], partitions: int) -> None:
     """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
     connection of its own; the routing from the commands exchange to the partitions last, once
     every partition queue is bound (before that, the ring would hold only some of them).
@@ -171,9 +176,9 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
     or fewer would move owners to other partitions while their older commands still wait. While a
     repartition is under way intake stays closed: the commands exchange is not bound to the
     partitions (a bind that raced with the repartition's start is undone: the marker is checked
-    again after it).
+    again after it). A durable queue that exists with other arguments is kept as it is (_declare_kept).
     """
-    connection = await aio_pika.connect(rabbit_url)
+    connection = await Brokers(rabbit_url).connect(aio_pika.connect)
     async with connection:
         existing = await existing_partitions(connection)
         if existing not in (0, partitions):
@@ -187,10 +192,10 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
         await _exchange(channel, EVENTS_EXCHANGE)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)
-        dead_letter = await declare_queue(channel, dead_letter_queue(version))
+        dead_letter = await _declare_kept(connection, dead_letter_queue(version))
         await dead_letter.bind(dead_letters, routing_key="")
         for partition in range(partitions):  # in order: the ring is the same whoever builds it
-            queue = await declare_queue(channel, partition_queue(partition, version))
+            queue = await _declare_kept(connection, partition_queue(partition, version))
             await queue.bind(partitioned, routing_key=PARTITION_WEIGHT)
         if not await repartitioning(connection):
             await partitioned.bind(commands, routing_key="#")
@@ -208,6 +213,22 @@ async def _partitions_exchange(connection: aio_pika.abc.AbstractConnection) -> A
         channel = await connection.channel()
         await channel.exchange_delete(PARTITIONS_EXCHANGE.name)
         return await _exchange(channel, PARTITIONS_EXCHANGE)
+
+
+async def _declare_kept(connection: aio_pika.abc.AbstractConnection, queue: Queue) -> AbstractQueue:
+    """Declare a durable queue; one that already exists with other arguments is taken as it is.
+
+    A queue's arguments never change in place: one grown on a cluster, or declared by another release
+    (e.g. with x-quorum-initial-group-size), answers PRECONDITION_FAILED to our declaration, and that
+    must not stop a worker that declares the topology at every start. It keeps working as it is.
+    """
+    channel = await connection.channel()  # the refusal closes the channel it was asked on
+    try:
+        return await declare_queue(channel, queue)
+    except aio_pika.exceptions.ChannelPreconditionFailed as refusal:
+        log.warning("queue %s exists with other arguments; kept as it is (%s)", queue.name, refusal)
+        channel = await connection.channel()
+        return await channel.declare_queue(queue.name, passive=True)
 
 
 async def _exchange(channel: AbstractChannel, exchange: Exchange) -> AbstractExchange:

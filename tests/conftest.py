@@ -4,6 +4,9 @@ from tests import settings as test_settings
 
 test_settings.apply()  # before the app's settings are read
 
+# The failover tests need the local cluster: `make test-cluster` starts it and runs them, `make test` does not.
+collect_ignore = [] if test_settings.CLUSTER else ["cluster"]
+
 import asyncio  # noqa: E402
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

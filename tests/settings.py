@@ -20,7 +20,13 @@ VHOST = os.environ.get("TEST_VHOST", "opengovfood_test")
 
 PRIMARY_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 REPLICA_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
-RABBIT_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+# make test-cluster (TEST_CLUSTER=1): the local three-node cluster of scripts/cluster.sh, not the machine's broker.
+CLUSTER = os.environ.get("TEST_CLUSTER", "") == "1"
+RABBIT_PORTS = [5701, 5702, 5703] if CLUSTER else [5672]
+MANAGEMENT_PORTS = [15701, 15702, 15703] if CLUSTER else [15672]
+RABBIT_URL = f"amqp://guest:guest@127.0.0.1:{RABBIT_PORTS[0]}/{VHOST}"
+RABBIT_URLS = [f"amqp://guest:guest@127.0.0.1:{port}/{VHOST}" for port in RABBIT_PORTS]
+MANAGEMENT_URL = f"http://127.0.0.1:{MANAGEMENT_PORTS[0]}"
 ADMIN_DSN = f"postgresql://postgres@127.0.0.1:{PRIMARY_PORT}/postgres"
 PRIMARY_DSN = f"postgresql://postgres@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 REPLICA_DSN = f"postgresql://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
@@ -29,6 +35,11 @@ REPLICA_DSN = f"postgresql://postgres@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
 WORKER_DATABASE_URL = f"postgresql+asyncpg://opengovfood_worker@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 GATEWAY_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 GATEWAY_READ_DATABASE_URL = f"postgresql+asyncpg://opengovfood_gateway@127.0.0.1:{REPLICA_PORT}/{DATABASE}"
+# On the cluster (scripts/cluster.sh) a second standby: the gateway reads from both.
+REPLICA2_PORT = 5434
+REPLICA2_URL = f"postgresql+asyncpg://postgres@127.0.0.1:{REPLICA2_PORT}/{DATABASE}"
+if CLUSTER:
+    GATEWAY_READ_DATABASE_URL += "," + GATEWAY_READ_DATABASE_URL.replace(f":{REPLICA_PORT}/", f":{REPLICA2_PORT}/")
 GATEWAY_PRIMARY_DSN = f"postgresql://opengovfood_gateway@127.0.0.1:{PRIMARY_PORT}/{DATABASE}"
 
 # External services on the bus (RabbitMQ users are global: named after the vhost, so runs don't meet).
@@ -51,6 +62,7 @@ ENV = {
     "DATABASE_URL": PRIMARY_URL,
     "READ_DATABASE_URL": REPLICA_URL,
     "RABBIT_URL": RABBIT_URL,
+    "RABBIT_FAILOVER_HOSTS": ",".join(f"127.0.0.1:{port}" for port in RABBIT_PORTS[1:]),
     "COMMAND_PARTITIONS": "4",
     "CONSISTENCY_WAIT": "0.5",
     "WORKER_HEARTBEAT_FILE": f"/tmp/{DATABASE}-worker.alive",

@@ -31,9 +31,9 @@ class Worker:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings = settings or get_settings()
         self.connection = ConsumerConnection(
-            settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}", on_reopen=self.declare_topology
+            settings.broker_urls, f"opengovfood-worker-{settings.worker_index}", on_reopen=self.declare_topology
         )
-        self.publisher = Publisher(settings.rabbit_url, f"opengovfood-worker-{settings.worker_index}-out")
+        self.publisher = Publisher(settings.broker_urls, f"opengovfood-worker-{settings.worker_index}-out")
         self.engine = create_engine(settings.database_url, settings)
         unit_of_work = UnitOfWork(self.engine, settings.worker_transient_retry_limit_s, settings.service_grants)
         outbound = Outbound(self.publisher, settings.gateway_bus_user)
@@ -73,7 +73,7 @@ class Worker:
         await self.shutdown()
 
     async def declare_topology(self) -> None:
-        await declare_topology(self.settings.rabbit_url, self.settings.command_partitions)
+        await declare_topology(self.settings.broker_urls, self.settings.command_partitions)
 
     async def shutdown(self) -> None:
         consumers = list(self.consumers.values())

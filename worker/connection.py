@@ -2,15 +2,18 @@
 
 Not a robust (self-restoring) connection on purpose: after a broker restart a restored consumer can
 be left on a channel that died during restoration, consuming nothing. Owning the channels, the
-consumers notice the loss and subscribe again, in order, with backoff.
+consumers notice the loss and subscribe again, in order, with backoff. On a cluster they subscribe
+again on the next node (shared/brokers.py): a discarded connection moves the list past its node.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
+
+from shared.brokers import Brokers
 
 
 class ConsumerConnection:
@@ -18,8 +21,10 @@ class ConsumerConnection:
     declares the topology there, since a broker that restarted lost the (transient) routing to the
     partitions, and intake stays closed until it is rebuilt (shared/topology.py says why)."""
 
-    def __init__(self, url: str, name: str, on_reopen: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.url = url
+    def __init__(
+        self, urls: str | Sequence[str], name: str, on_reopen: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        self.brokers = Brokers(urls)
         self.name = name
         self.on_reopen = on_reopen
         self._connection: AbstractConnection | None = None
@@ -31,11 +36,12 @@ class ConsumerConnection:
             if self._connection is None or self._connection.is_closed:
                 if self._opened and self.on_reopen is not None:
                     await self.on_reopen()
-                self._connection = await aio_pika.connect(
-                    self.url, client_properties={"connection_name": self.name}, timeout=10
-                )
+                self._connection = await self.brokers.connect(self._open)
                 self._opened = True
             return self._connection
+
+    async def _open(self, url: str) -> AbstractConnection:
+        return await aio_pika.connect(url, client_properties={"connection_name": self.name}, timeout=10)
 
     @property
     def is_open(self) -> bool:
@@ -46,6 +52,7 @@ class ConsumerConnection:
         async with self._lock:
             if broken is not None and broken is self._connection:
                 self._connection = None
+                self.brokers.lost(self.brokers.current)
                 with contextlib.suppress(Exception):
                     await broken.close()
 

@@ -4,8 +4,10 @@ import asyncio
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 
 from shared.contracts.commands import CommandBody, CommandName
@@ -22,6 +24,7 @@ from shared.topology import (
 )
 
 log = logging.getLogger(__name__)
+STATUS_POLL_S = 0.1  # how often a request whose reply queue died reads its command's status
 
 
 class BusUnavailable(Exception):
@@ -40,14 +43,40 @@ class CommandBus:
         self.timeout_s = timeout_s
         self.reply_queue = f"{GATEWAY_REPLY_PREFIX}{uuid.uuid4().hex}"  # its bus user may read these
         self._waiters: defaultdict[uuid.UUID, list[asyncio.Future[Outcome]]] = defaultdict(list)
+        self.replies_lost = asyncio.Event()  # set (and replaced) each time the reply queue is declared anew
 
     async def start(self) -> None:
-        """Connect (retrying while the broker is down) and consume this process's reply queue."""
+        """Connect (retrying while the broker is down); every connection consumes our reply queue."""
+        self.publisher.on_connect(self._consume_replies)
         await self.publisher.connect_when_possible()
-        connection = await self.publisher.connect()
-        channel = await connection.channel()  # restored with the connection, queue and consumer included
+
+    async def _consume_replies(self, connection: AbstractConnection) -> None:
+        """The reply queue lives on the node of our connection: on a new one it is declared afresh, and
+        whoever waited on the old one learns that its outcome may have died with it."""
+        channel = await connection.channel()
         queue = await declare_queue(channel, gateway_reply_queue(self.reply_queue))
         await queue.consume(self._on_reply, no_ack=True)
+        lost, self.replies_lost = self.replies_lost, asyncio.Event()
+        lost.set()
+
+    async def outcome(
+        self, future: asyncio.Future[Outcome], timeout_s: float, status: Callable[[], Awaitable[Outcome | None]]
+    ) -> Outcome | None:
+        """The outcome from the reply queue within timeout_s (None: not yet). If that queue died meanwhile
+        with its node, an outcome sent to it died too: then the command's recorded status answers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        lost = self.replies_lost
+        watching: asyncio.Future[Any] = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait([future, watching], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+        while not future.done() and lost.is_set() and loop.time() < deadline:
+            if (recorded := await status()) is not None:
+                return recorded
+            await asyncio.wait({future}, timeout=min(STATUS_POLL_S, deadline - loop.time()))
+        return future.result() if future.done() else None
 
     async def send(
         self,

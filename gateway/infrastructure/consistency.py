@@ -9,12 +9,14 @@ serves every waiting request).
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from typing import TypeVar
 
 from gateway.http.problems import Problem
 from gateway.http.request import current_reads, note_served_by
 from gateway.infrastructure import repository
-from shared.reading import PostgresDatabase, Read, ReadDatabase
+from gateway.infrastructure.standbys import Standby, Standbys
+from shared.reading import DatabaseUnavailable, PostgresDatabase, Read, ReadDatabase
 
 log = logging.getLogger(__name__)
 # Concurrent fallback reads on the primary, out of its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW): the
@@ -126,35 +128,65 @@ class PrimaryPosition:
 
 
 class Reads:
-    """Where reads go: the replica, or the primary (read-only) when the replica is behind a token.
+    """Where reads go: a standby (gateway/infrastructure/standbys.py), or the primary (read-only) when
+    no standby shows a token in time.
 
     A read is a function of a ReadConnection (shared/reading.py): a connection found dead is
     replaced and the read run again, once.
     """
 
-    def __init__(self, replica: ReadDatabase, primary: ReadDatabase, *, same: bool, wait_s: float) -> None:
-        self.replica = replica
+    def __init__(
+        self, replica: ReadDatabase | Sequence[ReadDatabase], primary: ReadDatabase, *, same: bool, wait_s: float
+    ) -> None:
+        replicas = list(replica) if isinstance(replica, Sequence) else [replica]
+        self.replica = Standbys(replicas)  # itself a ReadDatabase: reads without a token, health checks
         self.primary = primary
-        standby = not same and isinstance(replica, PostgresDatabase)
-        self.watermark = ReplicaWatermark(replica) if standby else None
+        standby = not same and all(isinstance(database, PostgresDatabase) for database in replicas)
+        self._marks = {one: ReplicaWatermark(one.database) for one in self.replica.all} if standby else {}
+        self.watermark = self._marks[self.replica.all[0]] if standby else None  # the first standby's
         self.primary_position = PrimaryPosition(primary) if standby else None
         self.wait_s = wait_s
         self._fallbacks = asyncio.Semaphore(FALLBACK_SLOTS)
 
     async def on_replica(self, token: int | None) -> bool:
-        """Whether the replica shows everything up to token, within this request's one bounded wait.
+        """Whether a standby shows everything up to token, within this request's one bounded wait."""
+        return await self._standby_for(token) is not None
+
+    async def _standby_for(self, token: int | None) -> Standby | None:
+        """The standby to read on: the next in turn, or one whose mark already shows the token; else
+        the first to replay it within the wait; None: the primary.
 
         A token the primary has not written either (not one this API gave out, or from before a
-        failover) goes to the primary at once: no replica would ever replay it.
+        failover) goes to the primary at once: no standby would ever replay it.
         """
-        watermark, primary = self.watermark, self.primary_position
-        if token is None or watermark is None or primary is None or watermark.shows(token):
-            return True
-        if await watermark.reached(token, self._wait_left(), readings=1):
-            return True
-        if not watermark.standby or not await primary.reached(token):
-            return False  # the server answering for the replica replays nothing (promoted): never there
-        return await watermark.reached(token, self._wait_left())
+        candidates = self.replica.in_turn()
+        if token is None or not self._marks or self.primary_position is None:
+            return candidates[0]
+        for standby in candidates:
+            if self._marks[standby].shows(token):
+                return standby
+        for standby in candidates:  # one fresh reading of each
+            if await self._marks[standby].reached(token, self._wait_left(), readings=1):
+                return standby
+        replaying = [standby for standby in candidates if self._marks[standby].standby]
+        if not replaying or not await self.primary_position.reached(token):
+            return None  # the servers answering for the standbys replay nothing (promoted): never there
+        return await self._first_to_reach(replaying, token)
+
+    async def _first_to_reach(self, standbys: list[Standby], token: int) -> Standby | None:
+        """The first of these standbys to replay past token within the wait; None if none does."""
+        waits = {asyncio.create_task(self._marks[one].reached(token, self._wait_left())): one for one in standbys}
+        pending = set(waits)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    if finished.result():
+                        return waits[finished]
+            return None
+        finally:
+            for task in pending:
+                task.cancel()
 
     def _wait_left(self) -> float:
         """Seconds this request may still wait for the replica (its first call starts the clock)."""
@@ -168,19 +200,29 @@ class Reads:
 
     async def run(self, token: int | None, read: Read[T]) -> T:
         """A read that sees at least everything up to token."""
-        if await self.on_replica(token):
-            note_served_by("replica")
-            return await self.replica.run(read)
-        return await self._on_primary(read)
+        standby = await self._standby_for(token)
+        if standby is None:
+            return await self._on_primary(read)
+        return await self._on_standby(standby, token, read)
 
     async def find(self, token: int | None, read: Read[T | None]) -> T | None:
-        """A lookup whose miss is checked again on the primary: a miss on the replica may be lag."""
-        if await self.on_replica(token):
-            note_served_by("replica")
-            found = await self.replica.run(read)
+        """A lookup whose miss is checked again on the primary: a miss on a standby may be lag."""
+        standby = await self._standby_for(token)
+        if standby is not None:
+            found = await self._on_standby(standby, token, read)
             if found is not None or self.watermark is None:
                 return found
         return await self._on_primary(read)
+
+    async def _on_standby(self, standby: Standby, token: int | None, read: Read[T]) -> T:
+        """The read on `standby`; if it fails, on the other standbys (without a token) or the primary."""
+        note_served_by("replica")
+        try:
+            return await standby.run(read)
+        except DatabaseUnavailable:
+            if token is None:
+                return await self.replica.run(read)  # the others first
+            return await self._on_primary(read)
 
     async def latest(self, read: Read[T]) -> T:
         """A read on the primary itself: the strongest answer (what an Idempotency-Key already did)."""

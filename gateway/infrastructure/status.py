@@ -1,13 +1,16 @@
 """What an operator asks of the whole system: replica lag, queue depths and consumers, dead letters."""
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
 from gateway.http.request import parse_token
 from gateway.infrastructure import repository
+from gateway.infrastructure.standbys import Standbys
+from shared.brokers import Brokers
 from shared.reading import PostgresDatabase, ReadDatabase
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 
@@ -18,15 +21,20 @@ class StatusProbe:
     """Measures replica lag (bytes and seconds) and the command queues; one per gateway process."""
 
     def __init__(
-        self, replica: ReadDatabase, primary: ReadDatabase, rabbit_url: str, partitions: int, max_lag_s: float
+        self,
+        replica: ReadDatabase,
+        primary: ReadDatabase,
+        rabbit_urls: str | Sequence[str],
+        partitions: int,
+        max_lag_s: float,
     ) -> None:
         self.replica = replica
         self.primary = primary
-        self.has_replica = replica is not primary and isinstance(replica, PostgresDatabase)
-        self.rabbit_url = rabbit_url
+        self.has_replica = replica is not primary and isinstance(replica, PostgresDatabase | Standbys)
+        self.brokers = Brokers(rabbit_urls)
         self.partitions = partitions
         self.max_lag_s = max_lag_s
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
 
     async def replica_lag(self) -> dict[str, Any]:
         """Bytes the replica has not replayed yet, and seconds (zero when received == replayed)."""
@@ -45,7 +53,9 @@ class StatusProbe:
         """Depth and consumers of every partition queue on the broker (also any beyond
         COMMAND_PARTITIONS) and of the dead-letter queue."""
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(self.rabbit_url, timeout=5)
+            if self._connection is not None:
+                self.brokers.lost(self.brokers.current)
+            self._connection = await self.brokers.connect(lambda url: aio_pika.connect(url, timeout=5))
         existing = await existing_partitions(self._connection)
         channel = await self._connection.channel()
         try:

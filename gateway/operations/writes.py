@@ -5,7 +5,6 @@
 hands its command to, so the write path from the edge to the publish crosses one operations module.
 """
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -104,9 +103,8 @@ async def dispatch(
         )  # fmt: skip
         if future is None:
             return accepted(command_id)
-        try:
-            outcome = await asyncio.wait_for(future, wait_s)
-        except TimeoutError:
+        outcome = await services.bus.outcome(future, wait_s or 0.0, lambda: _recorded_outcome(services, command_id))
+        if outcome is None:
             return accepted(command_id, waited=True)
     except BusUnavailable:
         return problem_response(
@@ -156,14 +154,31 @@ async def _known_outcome(services: Services, idempotent: IdempotentRequest, acto
     command, token = await services.reads.latest(read)
     if command is None:
         return None
-    if command.command_id != idempotent.command_id:
-        return Outcome(
-            command_id=command.command_id,
-            name=command.name,
-            status=CommandStatus.REJECTED,
-            code=OutcomeCode.IDEMPOTENCY_KEY_REUSED,
-            detail="this Idempotency-Key was already used for a different request",
-        )
+    if command.command_id == idempotent.command_id:
+        return _outcome_of(command, token)
+    return Outcome(
+        command_id=command.command_id,
+        name=command.name,
+        status=CommandStatus.REJECTED,
+        code=OutcomeCode.IDEMPOTENCY_KEY_REUSED,
+        detail="this Idempotency-Key was already used for a different request",
+    )
+
+
+async def _recorded_outcome(services: Services, command_id: uuid.UUID) -> Outcome | None:
+    """The outcome the worker recorded for a command, read on the primary; None while it is pending."""
+
+    async def read(conn: ReadConnection) -> tuple[Any, str | None]:
+        command = await repository.get_command(conn, command_id)
+        if command is None:
+            return None, None
+        return command, await repository.replayed_position(conn) if services.reads.watermark is not None else None
+
+    command, token = await services.reads.latest(read)
+    return None if command is None else _outcome_of(command, token)
+
+
+def _outcome_of(command: Any, token: str | None) -> Outcome:
     return Outcome(
         command_id=command.command_id,
         name=command.name,

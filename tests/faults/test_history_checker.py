@@ -27,6 +27,7 @@ import aio_pika
 import asyncpg
 import httpx
 
+from shared.brokers import Brokers
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.topology import COMMANDS_EXCHANGE_NAME
 from tests import settings as test_settings
@@ -60,6 +61,10 @@ class History:
 
     def answered(self, status: int) -> None:
         self.answers[status] += 1
+
+
+async def _connect(url: str) -> aio_pika.abc.AbstractConnection:
+    return await aio_pika.connect(url, timeout=5)  # on a cluster: the first node that answers (shared/brokers.py)
 
 
 async def _writer(http: httpx.AsyncClient, client: Client, number: int, history: History, stop: asyncio.Event) -> None:
@@ -111,7 +116,7 @@ async def _publisher(owner: Client, history: History, stop: asyncio.Event) -> No
     sent, unconfirmed = 0, []
     while not stop.is_set() or unconfirmed:
         try:
-            connection = await aio_pika.connect(test_settings.RABBIT_URL, timeout=5)
+            connection = await Brokers(test_settings.RABBIT_URLS).connect(_connect)
             async with connection:
                 channel = await connection.channel(on_return_raises=True)
                 exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME, ensure=False)
@@ -155,7 +160,7 @@ async def _follow_events(queue_name: str, history: History, done: asyncio.Event)
     """Read the queue with acks until `done`; reconnect while the broker is away."""
     while not done.is_set():
         try:
-            connection = await aio_pika.connect(test_settings.RABBIT_URL, timeout=5)
+            connection = await Brokers(test_settings.RABBIT_URLS).connect(_connect)
             async with connection:
                 channel = await connection.channel()
                 queue = await channel.declare_queue(queue_name, passive=True)
@@ -257,6 +262,17 @@ async def _check(history: History, primary: asyncpg.Connection) -> dict[str, int
     }
 
 
+async def check_on_primary(history: History, followed: asyncio.Event, follower: asyncio.Task[None]) -> dict[str, int]:
+    """The anomalies, read on a new connection (the primary may have restarted); then the follower stops."""
+    primary = await asyncpg.connect(test_settings.PRIMARY_DSN)
+    try:
+        return await _check(history, primary)
+    finally:
+        await primary.close()
+        followed.set()
+        await follower
+
+
 async def test_a_generated_load_with_faults_keeps_every_promise(stack: tuple[Worker, Gateway]) -> None:
     worker, gateway = stack
     history, writing, followed = History(), asyncio.Event(), asyncio.Event()
@@ -271,13 +287,7 @@ async def test_a_generated_load_with_faults_keeps_every_promise(stack: tuple[Wor
         await asyncio.sleep(max(0.0, SECONDS - (time.monotonic() - started)))  # the run's length
         writing.set()
         await asyncio.wait_for(asyncio.gather(*load), 180)
-    primary = await asyncpg.connect(test_settings.PRIMARY_DSN)  # a new one: the primary restarted
-    try:
-        anomalies = await _check(history, primary)
-    finally:
-        await primary.close()
-        followed.set()
-        await follower
+    anomalies = await check_on_primary(history, followed, follower)
     operations = history.http_writes + history.bus_publishes + history.reads
     print(
         f"\nhistory of {time.monotonic() - started:.0f} s: {operations} operations "

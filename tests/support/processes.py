@@ -18,7 +18,7 @@ from tests import settings as test_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".test-logs" / test_settings.DATABASE
-MANAGEMENT_URL = "http://127.0.0.1:15672"
+MANAGEMENT_URL = test_settings.MANAGEMENT_URL
 
 
 def free_port() -> int:

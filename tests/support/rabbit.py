@@ -20,7 +20,7 @@ from tests import settings as test_settings
 MAX_PARTITIONS = 64
 
 
-MANAGEMENT_API = "http://127.0.0.1:15672/api"
+MANAGEMENT_API = f"{test_settings.MANAGEMENT_URL}/api"
 
 
 def ensure_vhost() -> None:

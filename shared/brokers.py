@@ -1,0 +1,67 @@
+"""Several brokers (a cluster's nodes): one connection at a time, to the next address when it dies.
+
+aio-pika knows one address per connection (its URL parser refuses `h1:5672,h2:5673`, aio-pika
+issue #141) and a robust connection only ever reconnects to that one, so the list is ours: RABBIT_URL
+first, then RABBIT_FAILOVER_HOSTS with the same user, vhost and TLS. Any transport wraps its own
+connect with `Brokers.connect`; after a loss it starts from the address after the one that died.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+C = TypeVar("C")
+
+
+class NoBroker(ConnectionError):
+    """No broker of the list accepted a connection."""
+
+
+def broker_urls(rabbit_url: str, failover_hosts: str) -> list[str]:
+    """RABBIT_URL, then the same URL with each `host:port` of the comma-separated failover list."""
+    parts = urlsplit(rabbit_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    hosts = [host.strip() for host in failover_hosts.split(",") if host.strip()]
+    return [rabbit_url] + [
+        urlunsplit(parts._replace(netloc=f"{credentials}@{host}" if credentials else host)) for host in hosts
+    ]
+
+
+def address(url: str) -> str:
+    """host:port of a broker URL, for logs (never its password)."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
+class Brokers:
+    """The broker addresses of one connection, and which of them to try first."""
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("no broker address")
+        self._first = 0
+
+    @property
+    def current(self) -> str:
+        """The address the last connection went to (or will be tried first)."""
+        return self.urls[self._first]
+
+    async def connect(self, open_connection: Callable[[str], Awaitable[C]]) -> C:
+        """What `open_connection` returns for the first address that accepts, trying each once, in
+        turn from the current one; NoBroker (with every address's error) when none does."""
+        errors = []
+        for step in range(len(self.urls)):
+            index = (self._first + step) % len(self.urls)
+            try:
+                connection = await open_connection(self.urls[index])
+            except Exception as error:
+                errors.append(f"{address(self.urls[index])}: {error!r}")
+                continue
+            self._first = index
+            return connection
+        raise NoBroker("no broker accepted a connection: " + "; ".join(errors))
+
+    def lost(self, url: str) -> None:
+        """The connection to `url` died: the next connect starts with the address after it."""
+        if self.urls[self._first] == url:
+            self._first = (self._first + 1) % len(self.urls)
