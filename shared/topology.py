@@ -9,6 +9,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_OWNER
+from shared.event_log import EVENT_LOG_ARGUMENTS, EVENT_LOG_BINDING_KEY, EVENT_LOG_NAME
 
 COMMANDS_EXCHANGE_NAME = "opengovfood.commands"
 PARTITIONS_EXCHANGE_NAME = "opengovfood.commands.partitions"
@@ -49,6 +50,7 @@ COMMANDS_EXCHANGE = Exchange(COMMANDS_EXCHANGE_NAME, "topic")
 PARTITIONS_EXCHANGE = Exchange(PARTITIONS_EXCHANGE_NAME, "x-consistent-hash", {"hash-header": HEADER_OWNER})
 EVENTS_EXCHANGE = Exchange(EVENTS_EXCHANGE_NAME, "topic")
 DEAD_LETTER_EXCHANGE = Exchange(DEAD_LETTER_EXCHANGE_NAME, "fanout")
+EVENT_LOG = Queue(EVENT_LOG_NAME, EVENT_LOG_ARGUMENTS)  # every event, replayable: shared/event_log.py
 
 
 MAX_PARTITIONS = 64
@@ -152,8 +154,8 @@ async def repartitioning(connection: aio_pika.abc.AbstractConnection) -> bool:
 
 
 async def declare_topology(rabbit_url: str, partitions: int) -> None:
-    """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
-    connection of its own.
+    """Declare (idempotently) the exchanges, partition queues, dead-letter queue and event log, on a
+    short connection of its own.
 
     The partition count only changes through `repartition` (which drains first): with another
     number of partition queues on the broker, this refuses (TopologyMismatch), since binding more
@@ -177,7 +179,9 @@ async def declare_topology(rabbit_url: str, partitions: int) -> None:
             await partitioned.bind(commands, routing_key="#")
             if await repartitioning(connection):  # it began meanwhile, and may have unbound before our bind
                 await partitioned.unbind(commands, routing_key="#")
-        await _exchange(channel, EVENTS_EXCHANGE)
+        events = await _exchange(channel, EVENTS_EXCHANGE)
+        event_log = await declare_queue(channel, EVENT_LOG)
+        await event_log.bind(events, routing_key=EVENT_LOG_BINDING_KEY)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)
         dead_letter = await declare_queue(channel, dead_letter_queue(version))
