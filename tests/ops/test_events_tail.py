@@ -64,10 +64,8 @@ async def test_tail_shows_what_happened_to_an_item_from_a_timestamp_or_an_offset
     offsets = [event["offset"] for event in shown]
     assert offsets == sorted(offsets)
 
-    from_offset = tail(reader, "--from", str(offsets[2]), "--resource", str(item_id), "--name", "item.*")
-    assert [event["offset"] for event in from_offset] == offsets[2:]
-    assert tail(reader, "--from", str(offsets[0]), "--resource", str(item_id), "--name", "item.updated") == shown[1:3]
-    assert tail(reader, "--from", str(offsets[-1] + 1), "--resource", str(item_id), "--name", "item.*") == []
+    updates = tail(reader, "--from", str(offsets[1]), "--resource", str(item_id), "--name", "item.updated")
+    assert updates == shown[1:3]  # from that offset on, and only the updates
 
 
 def test_tail_refuses_a_start_it_cannot_read_and_a_user_that_may_not_read_the_log(reader: BusLogin) -> None:
