@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 
 import aio_pika
 
+from bench.cpu import Meter, per_unit
 from bench.report import Table
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.event_log import EVENT_LOG_BINDING_KEY, EVENT_LOG_NAME
 
 RUNS = 3
-Measure = Callable[[], Awaitable[float]]
+Measure = Callable[[], Awaitable[tuple[float, int]]]  # (rate, rows applied)
 
 
 async def bind_log(rabbit_url: str, bound: bool) -> None:
@@ -29,14 +30,23 @@ async def bind_log(rabbit_url: str, bound: bool) -> None:
             await log.unbind(EVENTS_EXCHANGE_NAME, EVENT_LOG_BINDING_KEY)
 
 
-async def price(table: Table, rabbit_url: str, measures: dict[str, tuple[Measure, str]]) -> None:
-    """Add a row per measure (name -> (measure, unit)): its median with the log, beside without."""
+async def price(table: Table, rabbit_url: str, meter: Meter, measures: dict[str, tuple[Measure, str]]) -> None:
+    """Add a row per measure (name -> (measure, unit)): its median with the log, beside without; and
+    the CPU per row of each, which other loads on the machine disturb less than the rates (except
+    RabbitMQ's and PostgreSQL's, when others use the same servers)."""
     for name, (measure, unit) in measures.items():
         rates: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, dict[str, float]] = {True: {}, False: {}}
+        rows = {True: 0, False: 0}
         for run in range(RUNS):
             for bound in (True, False) if run % 2 == 0 else (False, True):
                 await bind_log(rabbit_url, bound)
-                rates[bound].append(await measure())
+                meter.start()
+                rate, applied = await measure()
+                for group, ms in meter.stop().items():
+                    cpu[bound][group] = cpu[bound].get(group, 0.0) + ms
+                rates[bound].append(rate)
+                rows[bound] += applied
         await bind_log(rabbit_url, True)
         with_log, without = statistics.median(rates[True]), statistics.median(rates[False])
         table.add(
@@ -45,3 +55,5 @@ async def price(table: Table, rabbit_url: str, measures: dict[str, tuple[Measure
         )  # fmt: skip
         runs = ", ".join(f"{rate:,.0f}" for rate in rates[True])
         table.notes.append(f"{name}: with the log {runs}; without {', '.join(f'{r:,.0f}' for r in rates[False])}")
+        for bound, label in ((True, "with the log"), (False, "without")):
+            table.notes.append(f"{name} CPU ms per row {label}: {per_unit(cpu[bound], rows[bound])}")

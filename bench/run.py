@@ -339,23 +339,23 @@ async def reads(table: Table, sizes: Sizes, url: str, owner: int, meter: Meter) 
         table.notes.append(f"{name} CPU ms per request (wrk not counted): {per_unit(used, result.ok)}")
 
 
-async def log_price(table: Table, sizes: Sizes, url: str, owners: list[int]) -> None:
+async def log_price(table: Table, sizes: Sizes, url: str, owners: list[int], meter: Meter) -> None:
     """bus item.create and HTTP writes (applied rows/s) with the event log bound, beside unbound."""
     tokens = [create_access_token(owner, HASH, get_settings()) for owner in owners]
     body = json.dumps({"title": "bench log"})
 
-    async def bus() -> float:
+    async def bus() -> tuple[float, int]:
         start, done = await publish_creates(owners, sizes.bus_messages, already=await count_items(owners))
-        return sizes.bus_messages / (done - start)
+        return sizes.bus_messages / (done - start), sizes.bus_messages
 
-    async def http() -> float:
+    async def http() -> tuple[float, int]:
         before, start = await count_items(owners), time.perf_counter()
         result = await load(url, "POST", ["/api/v1/items"], tokens, body=body, concurrency=64, seconds=sizes.load_s)
         applied, last = await settled(owners, before + result.ok)
-        return (applied - before) / (last - start)
+        return (applied - before) / (last - start), applied - before
 
     measures = {f"bus item.create x{sizes.bus_messages:,}": (bus, "rows/s"), "HTTP POST /items c=64": (http, "rows/s")}
-    await event_log.price(table, test_settings.RABBIT_URL, measures)
+    await event_log.price(table, test_settings.RABBIT_URL, meter, measures)
 
 
 class BenchWorker(Worker):
@@ -392,7 +392,7 @@ async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
         if "reads" in parts:
             await reads(table, sizes, gateway.url, users[199], meter)
         if "log" in parts:
-            await log_price(table, sizes, gateway.url, users[328:392])
+            await log_price(table, sizes, gateway.url, users[328:392], meter)
         table.add("worker peak memory (VmHWM)", peak_mib(worker.pid), "MiB", target="≤ 300 MiB")
         table.add("gateway peak memory (VmHWM)", peak_mib(gateway.process.pid), "MiB")
     finally:
