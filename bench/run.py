@@ -26,7 +26,7 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench import baselines, cluster  # noqa: E402
+from bench import baselines, cluster, event_log  # noqa: E402
 from bench.cpu import Meter, per_unit  # noqa: E402
 from bench.load import load  # noqa: E402
 from bench.report import Table  # noqa: E402
@@ -176,9 +176,12 @@ async def http_writes(
 REFUSED_TITLE = "bench refused by a trigger"
 
 
-async def publish_creates(owners: list[int], count: int, refused_every: int = 0) -> tuple[float, float]:
+async def publish_creates(
+    owners: list[int], count: int, refused_every: int = 0, already: int = 0
+) -> tuple[float, float]:
     """item.create published straight onto the bus as the gateway's user, 1,000 in flight; every
-    `refused_every`th (if any) with a title a database trigger refuses. (start, all applied) times."""
+    `refused_every`th (if any) with a title a database trigger refuses. (start, all applied) times;
+    `already`: the owners' items before."""
     connection = await aio_pika.connect(test_settings.RABBIT_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -195,7 +198,7 @@ async def publish_creates(owners: list[int], count: int, refused_every: int = 0)
         start = time.perf_counter()
         await asyncio.gather(*(one(n) for n in range(count)))
     refused = count // refused_every if refused_every else 0
-    return start, await wait_applied(owners, count - refused)
+    return start, await wait_applied(owners, already + count - refused)
 
 
 async def bus_commands(table: Table, sizes: Sizes, owners: list[int], pipeline: float, meter: Meter) -> None:
@@ -336,6 +339,25 @@ async def reads(table: Table, sizes: Sizes, url: str, owner: int, meter: Meter) 
         table.notes.append(f"{name} CPU ms per request (wrk not counted): {per_unit(used, result.ok)}")
 
 
+async def log_price(table: Table, sizes: Sizes, url: str, owners: list[int], meter: Meter) -> None:
+    """bus item.create and HTTP writes (applied rows/s) with the event log bound, beside unbound."""
+    tokens = [create_access_token(owner, HASH, get_settings()) for owner in owners]
+    body = json.dumps({"title": "bench log"})
+
+    async def bus() -> tuple[float, int]:
+        start, done = await publish_creates(owners, sizes.bus_messages, already=await count_items(owners))
+        return sizes.bus_messages / (done - start), sizes.bus_messages
+
+    async def http() -> tuple[float, int]:
+        before, start = await count_items(owners), time.perf_counter()
+        result = await load(url, "POST", ["/api/v1/items"], tokens, body=body, concurrency=64, seconds=sizes.load_s)
+        applied, last = await settled(owners, before + result.ok)
+        return (applied - before) / (last - start), applied - before
+
+    measures = {f"bus item.create x{sizes.bus_messages:,}": (bus, "rows/s"), "HTTP POST /items c=64": (http, "rows/s")}
+    await event_log.price(table, test_settings.RABBIT_URL, meter, measures)
+
+
 class BenchWorker(Worker):
     @property
     def pid(self) -> int:
@@ -343,7 +365,7 @@ class BenchWorker(Worker):
         return self.process.pid
 
 
-PARTS = ("writes", "bus", "imports", "reads")
+PARTS = ("writes", "bus", "imports", "reads", "log")
 CLUSTER = "cluster"  # HTTP writes on the local 3-node cluster too (make cluster first): asked for with --only
 
 
@@ -351,7 +373,7 @@ async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
     table = Table()
     await reset_database()
     await reset_vhost()
-    users = await create_users(393)
+    users = await create_users(456)
     raw = await raw_baselines(table, sizes, users[0]) if {"writes", "bus"} & set(parts) else {"pipeline": 0.0}
     worker, gateway = BenchWorker(), Gateway(GATEWAY_ENV)
     worker.start()
@@ -370,13 +392,15 @@ async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
                 await imports(table, gateway.url, users[193 + n], rows, 0, worker)
         if "reads" in parts:
             await reads(table, sizes, gateway.url, users[199], meter)
+        if "log" in parts:
+            await log_price(table, sizes, gateway.url, users[328:392], meter)
         table.add("worker peak memory (VmHWM)", peak_mib(worker.pid), "MiB", target="≤ 300 MiB")
         table.add("gateway peak memory (VmHWM)", peak_mib(gateway.process.pid), "MiB")
     finally:
         gateway.stop()
         worker.stop()
     if CLUSTER in parts:
-        await writes_on_the_cluster(table, sizes, users[329:393], raw["pipeline"])
+        await writes_on_the_cluster(table, sizes, users[392:456], raw["pipeline"])
     return table
 
 

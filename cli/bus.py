@@ -4,12 +4,16 @@ Idempotent, through the management API (RABBIT_MANAGEMENT_URL, an administrator)
 
 - the gateway user: publishes commands only (topic permission: the command routing keys), and
   declares and reads its own reply queue `opengovfood.replies.<hex>`;
-- the worker user: declares the topology, consumes the partition queues, publishes replies (default
-  exchange), dead letters and events;
+- the worker user: declares the topology and binds it (the event log to the events exchange too),
+  consumes the partition queues, publishes replies (default exchange), dead letters and events;
 - one user per service in SERVICE_GRANTS (its name is the RabbitMQ user): publishes on the commands
   exchange only the routing keys it is granted, declares and reads its reply queues `<name>.replies.*`;
   a grant with `may_replay` (an operator) also reads the dead-letter queue and republishes any command;
-- event readers (`--reader NAME`): read the events exchange through their own queues `NAME.*`.
+- event readers (`--reader NAME`): read the event log, and the events exchange through their own
+  queues `NAME.*`; they publish nothing.
+
+It also sets the event log's retention policy (EVENT_LOG_MAX_AGE, EVENT_LOG_MAX_BYTES) in the vhost:
+run it again after changing them; the log keeps what it holds within the new limits.
 
 Permissions are always set exactly. A user that exists keeps its password unless `--rotate`; a new
 (or rotated) user's password comes from `BUS_PASSWORD_<NAME>` (name upper-cased, non-alphanumerics
@@ -36,7 +40,8 @@ from cli.repartition import DrainTimeout, repartition
 from cli.replication import grow
 from shared.contracts.commands import CommandName
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
-from shared.settings import ServiceGrant, get_settings
+from shared.event_log import EVENT_LOG_NAME, EVENT_LOG_POLICY, retention_policy
+from shared.settings import ServiceGrant, Settings, get_settings
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     DEAD_LETTER_QUEUE_NAME,
@@ -46,9 +51,9 @@ from shared.topology import (
 )
 
 NOTHING = "^$"
-_TOPOLOGY = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events)"
-_DOWNSTREAM = r"opengovfood\.(commands\.partitions|commands\.p[0-9]+|dead-letter|events)"  # never the commands
-_CONSUMED = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter)"
+_TOPOLOGY = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events|events\.log)"
+_DOWNSTREAM = r"opengovfood\.(commands\.partitions|commands\.p[0-9]+|dead-letter|events|events\.log)"  # not commands
+_CONSUMED_OR_BOUND_FROM = r"opengovfood\.(commands|commands\.partitions|commands\.p[0-9]+|dead-letter|events)"
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,15 @@ def gateway_user(name: str) -> BusUser:
 
 
 def worker_user(name: str) -> BusUser:
-    """Declares the topology, consumes partitions, publishes replies, dead letters and events."""
+    """Declares and binds the topology, consumes partitions, publishes replies, dead letters and events.
+
+    A binding needs write on its destination and read on its source: hence write on the event log
+    (bound to the events exchange) and read on the events exchange, which it consumes nothing from."""
     return BusUser(
         name,
         configure=f"^{_TOPOLOGY}$",
         write=rf"^(amq\.default|{_DOWNSTREAM})$",  # replies go through the default exchange
-        read=f"^{_CONSUMED}$",
+        read=f"^{_CONSUMED_OR_BOUND_FROM}$",
     )
 
 
@@ -107,13 +115,14 @@ def service_user(name: str, grant: ServiceGrant) -> BusUser:
 
 
 def reader_user(name: str) -> BusUser:
-    """Reads events through its own queues `<name>.*`; publishes nothing."""
+    """Reads the event log, and events through its own queues `<name>.*`; publishes nothing. It can
+    neither configure the log (delete, re-declare) nor bind it anywhere (no write on it)."""
     own = f"^{re.escape(name)}\\..+$"
     return BusUser(
         name,
         configure=own,
         write=own,  # binding its queue to the events exchange needs write on the queue
-        read=rf"^({re.escape(EVENTS_EXCHANGE_NAME)}|{re.escape(name)}\..+)$",
+        read=rf"^({re.escape(EVENTS_EXCHANGE_NAME)}|{re.escape(EVENT_LOG_NAME)}|{re.escape(name)}\..+)$",
         topics={EVENTS_EXCHANGE_NAME: (NOTHING, ".*")},
     )
 
@@ -171,6 +180,13 @@ class Management:
             self.put(f"topic-permissions/{where}/{name}", {"exchange": exchange, "write": write, "read": read})
 
 
+def apply_retention(management: Management, vhost: str, settings: Settings) -> str:
+    """Set the event log's retention policy in the vhost (in place: the log keeps what fits); what it is."""
+    policy = retention_policy(settings.event_log_max_age, settings.event_log_max_bytes)
+    management.put(f"policies/{quote(vhost, safe='')}/{quote(EVENT_LOG_POLICY, safe='')}", policy)
+    return f"max-age {settings.event_log_max_age}, max-length-bytes {settings.event_log_max_bytes}"
+
+
 def password_variable(name: str) -> str:
     return "BUS_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
@@ -207,16 +223,20 @@ def provision_command(
 ) -> None:
     """Create (idempotently) the vhost and one user per role; existing users keep their password."""
     url = os.environ.get("RABBIT_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")  # never on argv
+    settings = get_settings()
     users = [gateway_user(gateway), worker_user(worker)]
-    users += [service_user(name, grant) for name, grant in get_settings().service_grants.items()]
+    users += [service_user(name, grant) for name, grant in settings.service_grants.items()]
     users += [reader_user(name) for name in readers or []]
     try:
-        handled = provision(Management(url), vhost, users, rotate)
+        management = Management(url)
+        handled = provision(management, vhost, users, rotate)
+        retention = apply_retention(management, vhost, settings)
     except (urllib.error.URLError, ValueError) as error:
         typer.echo(f"provisioning failed: {error}", err=True)
         raise typer.Exit(1) from None
     for name, how in handled.items():
         typer.echo(f"{name}: provisioned in vhost {vhost}, {how}")
+    typer.echo(f"{EVENT_LOG_NAME}: retention {retention}")
 
 
 @bus_app.command("grow")

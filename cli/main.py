@@ -1,4 +1,4 @@
-"""The `opengovfood` entry point: db, bus, health, deadletters, import."""
+"""The `opengovfood` entry point: db, bus, health, deadletters, events, import."""
 
 import json
 import urllib.error
@@ -12,12 +12,16 @@ import typer
 from cli.bus import bus_app
 from cli.db import db_app
 from cli.deadletters import deadletters_app
+from cli.events import events_app
 from cli.imports import imports_app
 
-app = typer.Typer(help="Operate OpenGov-Food: database, bus, health, dead letters, imports.", no_args_is_help=True)
+app = typer.Typer(
+    help="Operate OpenGov-Food: database, bus, health, dead letters, events, imports.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(bus_app, name="bus")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(events_app, name="events")
 app.add_typer(imports_app, name="import")
 
 
@@ -33,7 +37,7 @@ def options(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
     ] = False,
 ) -> None:
-    """Operate OpenGov-Food: database, bus, health, dead letters, imports."""
+    """Operate OpenGov-Food: database, bus, health, dead letters, events, imports."""
 
 
 def _get(url: str, timeout: float) -> tuple[int, bytes]:

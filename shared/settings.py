@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     database_sslkey: str | None = None
     gateway_bus_user: str = "guest"  # the RabbitMQ user whose messages may assert a user actor
     command_partitions: int = Field(default=4, ge=1, le=64)
+    # The event log's retention (shared/event_log.py), set as a policy by `opengovfood bus provision`.
+    event_log_max_age: str = Field(default="30D", pattern=r"^[1-9][0-9]*[YMDhms]$")
+    event_log_max_bytes: int = Field(default=20 * 10**9, ge=1)
 
     secret_key: str = "changethis"
     access_token_expire_minutes: int = 60

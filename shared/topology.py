@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from shared.brokers import Brokers
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_OWNER
+from shared.event_log import EVENT_LOG_ARGUMENTS, EVENT_LOG_BINDING_KEY, EVENT_LOG_NAME
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ PARTITIONS_EXCHANGE = Exchange(
 )
 EVENTS_EXCHANGE = Exchange(EVENTS_EXCHANGE_NAME, "topic")
 DEAD_LETTER_EXCHANGE = Exchange(DEAD_LETTER_EXCHANGE_NAME, "fanout")
+EVENT_LOG = Queue(EVENT_LOG_NAME, EVENT_LOG_ARGUMENTS)  # every event, replayable: shared/event_log.py
 
 
 MAX_PARTITIONS = 64
@@ -167,8 +169,8 @@ async def repartitioning(connection: aio_pika.abc.AbstractConnection) -> bool:
 
 
 async def declare_topology(rabbit_url: str | Sequence[str], partitions: int) -> None:
-    """Declare (idempotently) the exchanges, partition queues and dead-letter queue, on a short
-    connection of its own; the routing from the commands exchange to the partitions last, once
+    """Declare (idempotently) the exchanges, partition queues, dead-letter queue and event log, on a
+    short connection of its own; the routing from the commands exchange to the partitions last, once
     every partition queue is bound (before that, the ring would hold only some of them).
 
     The partition count only changes through `repartition` (which drains first): with another
@@ -189,7 +191,9 @@ async def declare_topology(rabbit_url: str | Sequence[str], partitions: int) -> 
         partitioned = await _partitions_exchange(connection)
         channel = await connection.channel()
         commands = await _exchange(channel, COMMANDS_EXCHANGE)
-        await _exchange(channel, EVENTS_EXCHANGE)
+        events = await _exchange(channel, EVENTS_EXCHANGE)
+        event_log = await _declare_kept(connection, EVENT_LOG)
+        await event_log.bind(events, routing_key=EVENT_LOG_BINDING_KEY)
         dead_letters = await _exchange(channel, DEAD_LETTER_EXCHANGE)
         version = broker_version(connection)
         dead_letter = await _declare_kept(connection, dead_letter_queue(version))

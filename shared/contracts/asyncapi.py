@@ -20,16 +20,19 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from shared.contracts import asyncapi_headers as headers
+from shared.contracts import asyncapi_log as event_log
 from shared.contracts.commands import SCHEMA_VERSION, CommandName
 from shared.contracts.events import EVENTS, EVENTS_EXCHANGE_NAME, EventName
 from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_COMMAND_BYTES
 from shared.contracts.outcomes import Outcome
 from shared.contracts.versions import BODIES
+from shared.event_log import EVENT_LOG_BINDING_KEY
 from shared.settings import Settings
 from shared.topology import (
     COMMANDS_EXCHANGE,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE_NAME,
+    EVENT_LOG,
     EVENTS_EXCHANGE,
     GATEWAY_REPLY_PREFIX,
     PARTITION_QUEUE_PREFIX,
@@ -55,7 +58,8 @@ INFO = {
     "description": (
         "The message contract of OpenGov-Food on RabbitMQ. Other services publish commands to the topic "
         f"exchange `{COMMANDS_EXCHANGE.name}` (docs/publishing.md), get each outcome on a reply queue of their own, "
-        f"and follow events on the topic exchange `{EVENTS_EXCHANGE_NAME}` (docs/consuming.md). Bodies are JSON; "
+        f"and follow events on the topic exchange `{EVENTS_EXCHANGE_NAME}`, or replay them from the event log "
+        f"`{EVENT_LOG.name}` (docs/consuming.md). Bodies are JSON; "
         f"the worker accepts the current `x-schema-version` ({SCHEMA_VERSION}) and the previous one."
     ),
 }
@@ -174,6 +178,24 @@ def _event_channel(name: EventName, refs: dict[str, dict[str, str]]) -> dict[str
     }
 
 
+def _event_log_channel(refs: dict[str, dict[str, str]]) -> dict[str, Any]:
+    bound_from = [{"bindingKey": EVENT_LOG_BINDING_KEY, "exchange": _exchange(EVENTS_EXCHANGE)}]
+    queue = _queue(EVENT_LOG) | {"x-bound-from": bound_from, "x-policy": event_log.retention()}
+    queue |= {"x-consumer-arguments": event_log.CONSUMER_ARGUMENTS, "x-consumer": event_log.CONSUMER}
+    messages = {
+        name.value: _message(name.value, f"`{name.value}`, as the log keeps it", refs[EVENTS[name].__name__],
+                             event_log.HEADERS, headers.EVENT_PROPERTIES)
+        for name in EventName
+    }  # fmt: skip
+    return {
+        "address": EVENT_LOG.name,
+        "title": "the event log",
+        "description": event_log.DESCRIPTION,
+        "messages": messages,
+        "bindings": _queue_binding(queue),
+    }
+
+
 def _outcome(refs: dict[str, dict[str, str]]) -> dict[str, Any]:
     return _message(
         "outcome", "The outcome of one command", refs[Outcome.__name__], headers.OUTCOME, headers.OUTCOME_PROPERTIES
@@ -268,6 +290,10 @@ def _operations() -> dict[str, Any]:
         )
         for event in EventName
     }
+    operations["send.event-log"] = _operation(
+        "send", "event-log", [name.value for name in EventName], "Every event, appended to the log in relay order",
+        2, False,
+    )  # fmt: skip
     operations["send.outcome.gateway"] = _operation(
         "send", "replies.gateway", ["outcome"], "The outcome of a command the gateway published, to it", 1, False
     )
@@ -290,7 +316,7 @@ def document() -> dict[str, Any]:
     refs, schemas = _schemas()
     channels = {f"command.{name.value}": _command_channel(name, refs) for name in BODIES}
     channels |= {f"event.{name.value}": _event_channel(name, refs) for name in EventName}
-    channels |= _reply_channels() | {"dead-letters": _dead_letter_channel()}
+    channels |= _reply_channels() | {"dead-letters": _dead_letter_channel(), "event-log": _event_log_channel(refs)}
     return {
         "asyncapi": "3.0.0",
         "info": INFO,

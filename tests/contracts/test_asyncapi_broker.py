@@ -2,6 +2,7 @@
 their types and arguments, queues and their flags and arguments, and the bindings between them."""
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from tests import settings as test_settings
-from tests.support.processes import MANAGEMENT_URL, Gateway, Worker
+from tests.support.processes import MANAGEMENT_URL, Gateway, Worker, wait_until
 
 pytestmark = pytest.mark.rabbit
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +84,12 @@ def pattern(name: str) -> re.Pattern[str]:
     )
 
 
+def policy_applied(queue: str, definition: dict[str, Any]) -> Callable[[], bool]:
+    """The queue's effective policy is this (the management API shows it with its statistics, every 5 s)."""
+    url = f"queues/{quote(test_settings.VHOST, safe='')}/{quote(queue, safe='')}"
+    return lambda: bool(management(url).get("effective_policy_definition") == definition)
+
+
 def test_the_document_matches_what_the_broker_declared(stack: tuple[Worker, Gateway]) -> None:
     vhost = quote(test_settings.VHOST, safe="")
     described = Described()
@@ -112,6 +119,8 @@ def test_the_document_matches_what_the_broker_declared(stack: tuple[Worker, Gate
                 declared["durable"], declared["exclusive"], declared["autoDelete"]
             ), queue  # fmt: skip
             assert real["arguments"] == arguments(declared), queue
+            if "x-policy" in declared:  # the event log's retention, as `bus provision` sets it
+                wait_until(policy_applied(queue, declared["x-policy"]["definition"]), 15, f"{queue}'s policy")
         matched |= found
     assert set(queues) == matched  # no queue of ours the document does not show
 
@@ -122,4 +131,4 @@ def test_the_document_matches_what_the_broker_declared(stack: tuple[Worker, Gate
         if b["destination"].startswith(OURS)
     }
     assert real_bindings == described.bindings
-    assert len(described.bindings) == 1 + int(test_settings.ENV["COMMAND_PARTITIONS"]) + 1
+    assert len(described.bindings) == 1 + int(test_settings.ENV["COMMAND_PARTITIONS"]) + 1 + 1  # + the event log

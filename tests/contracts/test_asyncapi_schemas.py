@@ -16,6 +16,7 @@ from shared.contracts.headers import HEADER_FINGERPRINT, HEADER_IDEMPOTENCY_KEY,
 from shared.contracts.messages import command_message
 from shared.contracts.outcomes import Outcome
 from shared.contracts.versions import ACCEPTED_SCHEMA_VERSIONS, BODIES
+from shared.event_log import EVENT_LOG_NAME, STREAM_OFFSET
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_QUEUE_NAME
 from worker.catalogue import CATALOGUE
 from worker.outbound import event_message
@@ -90,8 +91,21 @@ def test_the_outcome_on_both_reply_queues_is_the_code_s() -> None:
 def test_the_channels_are_what_exists_and_nothing_else() -> None:
     addresses = {channel["address"] for channel in DOC["channels"].values()}
     expected = {name.value for name in CommandName} | {name.value for name in EventName}
-    expected |= {"{user}.replies.{name}", "opengovfood.replies.{process}", DEAD_LETTER_QUEUE_NAME}
+    expected |= {"{user}.replies.{name}", "opengovfood.replies.{process}", DEAD_LETTER_QUEUE_NAME, EVENT_LOG_NAME}
     assert addresses == expected
+
+
+def test_the_event_log_carries_every_event_with_its_offset_and_says_where_to_start() -> None:
+    log = channel_at(EVENT_LOG_NAME)
+    queue = log["bindings"]["amqp"]["queue"]
+    assert queue["x-arguments"] == {"x-queue-type": "stream"}
+    [source] = queue["x-bound-from"]
+    assert (source["bindingKey"], source["exchange"]["name"]) == ("#", EVENTS_EXCHANGE_NAME)
+    assert STREAM_OFFSET in queue["x-consumer-arguments"]
+    for name in EventName:
+        message = log["messages"][name.value]
+        assert published(message["payload"]) == of_code(EVENTS[name], "serialization")
+        assert STREAM_OFFSET in message["headers"]["required"]
 
 
 def test_event_headers_and_properties_are_what_the_worker_writes() -> None:

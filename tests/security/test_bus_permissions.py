@@ -1,7 +1,9 @@
 """Least privilege on the bus: what the broker refuses, and what the worker rejects, per role."""
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
@@ -14,10 +16,27 @@ from aiormq.exceptions import ChannelAccessRefused, ChannelPreconditionFailed
 
 from cli.bus import BusUser, gateway_user, reader_user, service_user, worker_user
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
+from shared.event_log import EVENT_LOG_BINDING_KEY, EVENT_LOG_NAME, read_log
 from shared.settings import ServiceGrant
-from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_EXCHANGE_NAME, declare_topology, partition_queue_name
+from shared.topology import (
+    COMMANDS_EXCHANGE_NAME,
+    DEAD_LETTER_EXCHANGE_NAME,
+    EVENT_LOG,
+    declare_queue,
+    declare_topology,
+    partition_queue_name,
+)
 from tests import settings as test_settings
-from tests.security.helpers import VHOST, BusLogin, command, connect_as, outcome_of, provision, publish_as
+from tests.security.helpers import (
+    MANAGEMENT_API,
+    VHOST,
+    BusLogin,
+    command,
+    connect_as,
+    outcome_of,
+    provision,
+    publish_as,
+)
 from tests.support.api import sign_up
 from tests.support.processes import Gateway, Worker, free_port, queue_info, wait_until
 
@@ -162,10 +181,34 @@ async def test_the_gateway_user_may_publish_commands_and_use_its_reply_queue_onl
     assert (outcome["status"], outcome["actor"]) == ("rejected", f"service:{gateway.name}")
 
 
+async def _bind_log(channel: AbstractChannel, exchange: str, routing_key: str) -> None:
+    log = await channel.get_queue(EVENT_LOG_NAME, ensure=False)
+    await log.bind(exchange, routing_key)
+
+
+async def _unbind_log(channel: AbstractChannel, exchange: str, routing_key: str) -> None:
+    log = await channel.get_queue(EVENT_LOG_NAME, ensure=False)
+    await log.unbind(exchange, routing_key)
+
+
+def _log_bound() -> bool:
+    url = f"{MANAGEMENT_API}/bindings/{VHOST}/e/{EVENTS_EXCHANGE_NAME}/q/{EVENT_LOG_NAME}"
+    return bool(httpx.get(url, auth=("guest", "guest"), timeout=10).json())
+
+
 async def test_the_worker_user_declares_the_topology_but_cannot_publish_commands(stack: object) -> None:
     worker = provision(worker_user(f"{PREFIX}.worker"))
     url = f"amqp://{quote(worker.name, safe='')}:{quote(worker.password, safe='')}@127.0.0.1:5672/{VHOST}"
-    await declare_topology(url, int(test_settings.ENV["COMMAND_PARTITIONS"]))
+    admin = await aio_pika.connect(test_settings.RABBIT_URL)
+    async with admin:  # the stack's worker bound the log as guest: undo that, so that this user binds it
+        await _unbind_log(await admin.channel(), EVENTS_EXCHANGE_NAME, EVENT_LOG_BINDING_KEY)
+    assert not _log_bound()
+    try:
+        await declare_topology(url, int(test_settings.ENV["COMMAND_PARTITIONS"]))
+        assert _log_bound()
+    finally:
+        async with await aio_pika.connect(test_settings.RABBIT_URL) as admin:  # whatever happened: bound again
+            await _bind_log(await admin.channel(), EVENTS_EXCHANGE_NAME, EVENT_LOG_BINDING_KEY)
     _, message = command({"item_id": 1}, user_id=worker.name, owner="1")
     await _refused(worker, COMMANDS_EXCHANGE_NAME, "item.delete", message)
 
@@ -182,6 +225,25 @@ async def test_an_event_reader_reads_events_and_publishes_nothing(stack: object)
     await _refused(reader, EVENTS_EXCHANGE_NAME, "item.deleted", message)
     await _refused(reader, COMMANDS_EXCHANGE_NAME, "item.delete", message)
     await _assert_refused(reader, lambda ch: _consume(ch, partition_queue_name(0)))
+
+
+async def test_an_event_reader_reads_the_log_and_cannot_change_it(
+    http: httpx.AsyncClient, primary: asyncpg.Connection
+) -> None:
+    await sign_up(http)  # at least one event in the log
+    reader = provision(reader_user(f"{PREFIX}.reader"))
+    connection = await connect_as(reader)
+    async with connection, aclosing(read_log(await connection.channel(), "first", idle_s=10)) as entries:
+        first = await anext(entries)
+    assert json.loads(first.body)["event_id"]
+    await _assert_refused(reader, lambda ch: declare_queue(ch, EVENT_LOG))
+    await _assert_refused(reader, lambda ch: ch.queue_delete(EVENT_LOG_NAME))
+    await _assert_refused(reader, lambda ch: _bind_log(ch, COMMANDS_EXCHANGE_NAME, "#"))
+    await _assert_refused(reader, lambda ch: _unbind_log(ch, EVENTS_EXCHANGE_NAME, EVENT_LOG_BINDING_KEY))
+    # (Nobody can purge a stream: RabbitMQ answers NOT_IMPLEMENTED and closes the connection.)
+    _, message = command({"forged": True}, user_id=reader.name, owner="1")
+    await _refused(reader, "", EVENT_LOG_NAME, message)  # nothing goes into the log but through the exchange
+    assert _log_bound()
 
 
 async def test_a_gateway_runs_with_the_least_privilege_bus_user(stack: object, primary: asyncpg.Connection) -> None:
