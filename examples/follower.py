@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 EVENTS = RabbitExchange("opengovfood.events", type=ExchangeType.TOPIC, declare=False)  # OpenGov-Food declares it
 ACCEPTED_VERSIONS = {"1", "2"}  # the current version and the previous one (docs/consuming.md)
+log = logging.getLogger("follower")  # warnings and errors on stderr; stdout is the mirror's
 
 
 class Event(BaseModel):
@@ -119,10 +120,10 @@ def routed(routing_key: str) -> Any:
 
 def service(rabbit_url: str, queue_name: str, mirror: Mirror, wanted: int, timeout_s: float) -> FastStream:
     """The FastStream application: one queue of ours bound to the events we mirror, a handler each."""
-    broker = RabbitBroker(rabbit_url, log_level=logging.DEBUG)  # no INFO line per event
+    broker = RabbitBroker(rabbit_url, logger=log)  # FastStream's own logger would print to stdout
     queue = RabbitQueue(queue_name, durable=True, routing_key="item.*")
     events = broker.subscriber(queue, EVENTS, channel=Channel(prefetch_count=100))  # acked once handled
-    app = FastStream(broker)
+    app = FastStream(broker, logger=log)
 
     def applied() -> None:
         if len(mirror.items) >= wanted:

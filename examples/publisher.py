@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 COMMANDS = RabbitExchange("opengovfood.commands", type=ExchangeType.TOPIC, declare=False)  # OpenGov-Food declares it
 PUBLISH_TIMEOUT_S = 10.0
+log = logging.getLogger("publisher")  # warnings and errors on stderr; stdout is the outcomes'
 SCHEMA_VERSION = "2"
 MAX_ROWS, MAX_ROWS_BYTES = 1_000, 1_048_576  # per chunk: rows, and bytes of the rows' JSON joined by commas
 
@@ -71,7 +72,7 @@ class Service:
     def __init__(self, rabbit_url: str) -> None:
         self.user = unquote(urlparse(rabbit_url).username or "")
         # on_return_raises: an unroutable command raises instead of vanishing (FastStream's default is off)
-        self.broker = RabbitBroker(rabbit_url, default_channel=Channel(on_return_raises=True), log_level=logging.DEBUG)
+        self.broker = RabbitBroker(rabbit_url, default_channel=Channel(on_return_raises=True), logger=log)
         self.replies = RabbitQueue(f"{self.user}.replies.{uuid.uuid4().hex}", exclusive=True)
         self.expected: set[str] = set()
         self.found: dict[str, dict[str, Any]] = {}
