@@ -3,15 +3,19 @@
     RABBIT_URL=amqp://stock-sync:secret@localhost:5672/opengovfood \\
         python examples/publisher.py --owner-id 42 --title "Lentil soup" --csv items.csv
 
-Written only from docs/publishing.md and docs/asyncapi.yaml, with plain aio-pika: nothing here
-comes from OpenGov-Food's code. The RabbitMQ user of RABBIT_URL is this service's own, granted
-`item.create` and `item.import` for the owner. Prints one JSON line per outcome, then a summary.
+Written only from docs/publishing.md and docs/asyncapi.yaml, on FastStream: nothing here comes
+from OpenGov-Food's code. What FastStream leaves to us is set on each publish: persistent, the
+message id, a confirm awaited within a timeout, unroutable commands raising. The RabbitMQ user of
+RABBIT_URL is this service's own, granted `item.create` and `item.import` for the owner. Prints
+one JSON line per outcome, then a summary.
 """
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
+import logging
 import os
 import sys
 import uuid
@@ -19,11 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+from uuid import UUID
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitMessage, RabbitQueue
+from pydantic import BaseModel
 
-EXCHANGE = "opengovfood.commands"
+COMMANDS = RabbitExchange("opengovfood.commands", type=ExchangeType.TOPIC, declare=False)  # OpenGov-Food declares it
+PUBLISH_TIMEOUT_S = 10.0
+log = logging.getLogger("publisher")  # warnings and errors on stderr; stdout is the outcomes'
 SCHEMA_VERSION = "2"
 MAX_ROWS, MAX_ROWS_BYTES = 1_000, 1_048_576  # per chunk: rows, and bytes of the rows' JSON joined by commas
 
@@ -49,53 +56,69 @@ def chunks(path: Path) -> list[list[bytes]]:
     return result if result[0] else []
 
 
-class Service:
-    """One connection and one confirming channel; outcomes arrive on this service's own reply queue."""
+class Outcome(BaseModel):
+    """The fields of an outcome this service reads (docs/asyncapi.yaml `Outcome`)."""
 
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, replies: AbstractQueue, user: str):
-        self.channel, self.exchange, self.replies, self.user = channel, exchange, replies, user
+    command_id: UUID
+    status: str
+    code: str | None = None
+    import_progress: dict[str, Any] | None = None
+
+
+class Service:
+    """One broker (a confirming channel that raises on returns); outcomes arrive on this service's
+    own reply queue, handled by a FastStream subscriber."""
+
+    def __init__(self, rabbit_url: str) -> None:
+        self.user = unquote(urlparse(rabbit_url).username or "")
+        # on_return_raises: an unroutable command raises instead of vanishing (FastStream's default is off)
+        self.broker = RabbitBroker(rabbit_url, default_channel=Channel(on_return_raises=True), logger=log)
+        self.replies = RabbitQueue(f"{self.user}.replies.{uuid.uuid4().hex}", exclusive=True)
+        self.expected: set[str] = set()
+        self.found: dict[str, dict[str, Any]] = {}
+        self.all_in = asyncio.Event()
+
+        @self.broker.subscriber(self.replies)
+        async def outcome(body: dict[str, Any], message: RabbitMessage) -> None:
+            correlation_id = message.raw_message.correlation_id
+            if correlation_id in self.expected:
+                Outcome.model_validate(body)  # an outcome, or the handler fails (and the reply is rejected)
+                self.found[correlation_id] = body
+                print(json.dumps({"outcome": self.found[correlation_id]}), flush=True)
+            if self.expected <= set(self.found):
+                self.all_in.set()
 
     async def send(self, routing_key: str, body: bytes, owner_id: int) -> str:
         """Publish one command (persistent, mandatory, confirmed); return its command id."""
         command_id = str(uuid.uuid4())
-        message = aio_pika.Message(
-            body,
-            message_id=command_id,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            user_id=self.user,
-            reply_to=self.replies.name,
-            headers={"x-schema-version": SCHEMA_VERSION, "x-owner": str(owner_id)},
-        )
-        await self.exchange.publish(message, routing_key=routing_key, mandatory=True)
+        self.expected.add(command_id)
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # FastStream ignores publish(timeout=)
+            await self.broker.publish(
+                body,
+                exchange=COMMANDS,
+                routing_key=routing_key,
+                message_id=command_id,  # never left to the library
+                content_type="application/json",
+                persist=True,
+                mandatory=True,
+                user_id=self.user,
+                reply_to=self.replies.name,
+                headers={"x-schema-version": SCHEMA_VERSION, "x-owner": str(owner_id)},
+            )
         return command_id
 
-    async def outcomes(self, expected: set[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-        """The outcomes of these command ids, as they arrive (each printed as a JSON line)."""
-        found: dict[str, dict[str, Any]] = {}
-        try:
-            async with asyncio.timeout(timeout_s), self.replies.iterator() as incoming:
-                async for reply in incoming:
-                    async with reply.process():
-                        if reply.correlation_id in expected:
-                            found[reply.correlation_id] = json.loads(reply.body)
-                            print(json.dumps({"outcome": found[reply.correlation_id]}), flush=True)
-                    if set(found) == expected:
-                        break
-        except TimeoutError:
-            pass  # the summary says what is missing
-        return found
+    async def outcomes(self, timeout_s: float) -> dict[str, dict[str, Any]]:
+        """The outcomes of the commands sent, as they arrived (each printed as a JSON line)."""
+        with contextlib.suppress(TimeoutError):  # the summary says what is missing
+            async with asyncio.timeout(timeout_s):
+                await self.all_in.wait()
+        return self.found
 
 
 async def run(rabbit_url: str, owner_id: int, title: str, source: Path, timeout_s: float) -> dict[str, Any]:
-    user = unquote(urlparse(rabbit_url).username or "")
-    connection = await aio_pika.connect(rabbit_url)
-    async with connection:
-        channel = await connection.channel(on_return_raises=True)  # publisher confirms are on by default
-        replies = await channel.declare_queue(f"{user}.replies.{uuid.uuid4().hex}", exclusive=True)
-        exchange = await channel.get_exchange(EXCHANGE, ensure=False)  # declared by OpenGov-Food, not by us
-        service = Service(channel, exchange, replies, user)
-
+    service = Service(rabbit_url)
+    async with service.broker:
+        await service.broker.start()
         item = json.dumps({"owner_id": owner_id, "title": title}).encode()
         created = await service.send("item.create", item, owner_id)
         import_id, parts = str(uuid.uuid4()), chunks(source)
@@ -104,7 +127,7 @@ async def run(rabbit_url: str, owner_id: int, title: str, source: Path, timeout_
             head = json.dumps({"import_id": import_id, "seq": seq, "total": len(parts), "owner_id": owner_id})
             body = head[:-1].encode() + b',"rows":[' + b",".join(rows) + b"]}"
             sent.append(await service.send("item.import", body, owner_id))
-        outcomes = await service.outcomes({created, *sent}, timeout_s)
+        outcomes = await service.outcomes(timeout_s)
     progress = [outcomes[command_id]["import_progress"] for command_id in sent if command_id in outcomes]
     final = [p for p in progress if p["state"] == "completed"]
     return {
