@@ -35,7 +35,10 @@ GRANT USAGE, CREATE ON SCHEMA public TO opengovfood_owner;
 GRANT USAGE ON SCHEMA public TO opengovfood_worker, opengovfood_gateway;
 REVOKE CREATE ON SCHEMA public FROM opengovfood_worker, opengovfood_gateway;
 
--- What exists now.
+-- What exists now, in one transaction: this runs again while the services work (every worker or
+-- gateway a test starts, an upgrade), and between the REVOKE and the GRANTs they would have no
+-- privileges at all ("permission denied for table item": a command dead-lettered, a 500).
+BEGIN;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM opengovfood_worker, opengovfood_gateway;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO opengovfood_worker;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO opengovfood_worker;
@@ -49,6 +52,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMIT;
 
 -- What later migrations create, whether they run as the owner role or as postgres.
 ALTER DEFAULT PRIVILEGES FOR ROLE opengovfood_owner IN SCHEMA public

@@ -78,7 +78,8 @@ async def test_a_secret_sent_as_a_request_id_or_a_method_reaches_no_log_line(
     jwt_shaped = f"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.{canary}"
     answered = await http.get("/health/live", headers={"X-Request-ID": jwt_shaped})
     assert answered.headers["X-Request-ID"] != jwt_shaped  # a fresh id instead
-    assert (await http.request(jwt_shaped, "/api/v1/items")).status_code in (400, 404, 405)
+    # The HTTP parser refuses a method it does not know before any route or log line of ours sees it.
+    assert (await http.request(jwt_shaped, "/api/v1/items")).status_code == 400
     marker = f"marker-{uuid.uuid4().hex}"
     body = {"owner_id": UNKNOWN_OWNER, "title": "x"}
     await publish([
@@ -88,7 +89,6 @@ async def test_a_secret_sent_as_a_request_id_or_a_method_reaches_no_log_line(
                                         headers={HEADER_REQUEST_ID: marker})),
     ])  # fmt: skip
     await eventually(lambda: _async(records_with("worker", marker)), bool, deadline_s=10)  # both written
-    assert records_with("gateway", "[redacted]"), "the gateway wrote the method, masked"
     for service in ("gateway", "worker"):
         assert not [line for line in log_lines(service) if canary in line], f"the canary is in the {service} log"
 

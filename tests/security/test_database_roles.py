@@ -1,5 +1,6 @@
 """The database roles of scripts/db-roles.sql: the gateway cannot write, the worker only DML."""
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -103,3 +104,31 @@ async def test_default_privileges_cover_tables_a_later_migration_creates(
         await worker.close()
         await gateway.close()
         await primary.execute(f"DROP TABLE IF EXISTS {table}; DROP SEQUENCE IF EXISTS {sequence}")
+
+
+async def test_granting_again_while_the_services_work_never_leaves_them_without_privileges(stack: object) -> None:
+    """Every worker or gateway start (and an upgrade) runs scripts/db-roles.sql again while the
+    others work: its REVOKE and GRANTs commit together, so no read of theirs is ever refused (before,
+    the gateway answered a 500 and the worker dead-lettered a command in that gap)."""
+    reader = await asyncpg.connect(test_settings.GATEWAY_PRIMARY_DSN)
+    stop, reads, refused = asyncio.Event(), 0, []
+
+    async def read_all_along() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            try:
+                await reader.fetchval("SELECT count(*) FROM command")
+                reads += 1
+            except asyncpg.InsufficientPrivilegeError as refusal:
+                refused.append(refusal)
+
+    reading = asyncio.create_task(read_all_along())
+    try:
+        for _ in range(20):
+            await asyncio.to_thread(ensure_database_roles)
+    finally:
+        stop.set()
+        await reading
+        await reader.close()
+    assert reads > 0
+    assert refused == []
