@@ -64,7 +64,7 @@ class Publisher:
     async def connect(self) -> AbstractConnection:
         """Open the connection and the channel once (again after a loss); later calls return them."""
         async with self._connecting:
-            if self.connection is None or not self.is_connected or self._channel is None or self._channel.is_closed:
+            if self.connection is None or not self.is_connected or not self._channel_open():
                 await self._forget()
                 connection = await self.brokers.connect(self._open)
                 try:
@@ -109,12 +109,14 @@ class Publisher:
 
     async def exchange(self, name: str) -> AbstractExchange:
         """An exchange by name, looked up passively once (publishing needs no configure permission)."""
-        if name in self._exchanges:  # no suspension: concurrent publishes keep their call order
+        if name in self._exchanges and self._channel_open():  # no suspension: publishes keep their call order
             return self._exchanges[name]
         async with self._looking_up:  # FIFO: callers waiting for the first lookup resume in order
+            # A channel the broker closed (a publish to an exchange deleted since its lookup: 404) takes
+            # its exchanges with it; connect() opens anew, with none looked up.
+            connection = await self.connect()
             if name in self._exchanges:
                 return self._exchanges[name]
-            connection = await self.connect()
             assert self._channel is not None
             if name == DEFAULT_EXCHANGE:
                 self._exchanges[name] = self._channel.default_exchange
@@ -141,6 +143,9 @@ class Publisher:
                     await target.publish(message, routing_key=routing_key, mandatory=mandatory)  # nack, return: raise
         except Exception as error:
             raise NotConfirmed(f"{routing_key} to {exchange or 'the default exchange'}: {error!r}") from error
+
+    def _channel_open(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
 
     @property
     def is_connected(self) -> bool:
