@@ -1,5 +1,6 @@
-"""The transport: one consumer per partition queue, pulling in delivery order, cutting batches,
-handing each to the pipeline (worker/pipeline.py) and acknowledging it once that returns."""
+"""The transport: one consumer per partition queue, pulling in delivery order (a FastStream
+subscriber, worker/subscribers.py), cutting batches, handing each to the pipeline
+(worker/pipeline.py) and acknowledging it once that returns."""
 
 import asyncio
 import contextlib
@@ -7,12 +8,13 @@ import logging
 
 from aio_pika.abc import AbstractIncomingMessage
 from aiormq.exceptions import ChannelInvalidStateError
+from faststream.rabbit import RabbitBroker
 
 from shared.contracts.imports import MAX_COMMAND_BYTES
 from shared.settings import Settings
-from shared.topology import partition_queue_name
 from worker.connection import ConsumerConnection
 from worker.pipeline import Pipeline
+from worker.subscribers import deliveries
 
 log = logging.getLogger(__name__)
 IDLE_FLUSH_S = 5.0
@@ -88,31 +90,45 @@ class PartitionConsumer:
             pump.cancel()
 
     async def _pump(self) -> None:
-        """Subscribe on a channel of our own and move deliveries into the buffer; after a lost
-        connection or a broker restart, subscribe again with capped backoff."""
+        """Move the partition's deliveries into the buffer, from a FastStream subscriber on a channel
+        of its own; once they end or the connection drops (a broker restart, a closed channel),
+        discard the broker and subscribe again with capped backoff."""
         delay = 0.5
         while not self._stopping:
             self.relay.unflushed = True  # whoever consumed before us may have left events unrelayed
             self._active = False  # a standby receives nothing until the active consumer goes away
-            connection = None
+            broker = None
             try:
-                connection = await self.connection.get()
-                channel = await connection.channel()
-                await channel.set_qos(prefetch_count=prefetch(self.settings))
-                queue = await channel.declare_queue(partition_queue_name(self.partition), passive=True)
+                broker = await self.connection.broker()
                 delay = 0.5
-                async with queue.iterator() as deliveries:
-                    async for message in deliveries:
-                        self._active = True
-                        self._buffer.put_nowait(message)
-                        self._arrived.set()
+                reason = await self._receive_until_dropped(broker)
             except Exception as error:
-                if not self._stopping:
-                    log.warning("partition %d: consuming stopped (%r); again in %.1fs", self.partition, error, delay)
-                    await self.connection.discard(connection)
+                reason = repr(error)
             if not self._stopping:
+                log.warning("partition %d: consuming stopped (%s); again in %.1fs", self.partition, reason, delay)
+                await self.connection.discard(broker)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _receive_until_dropped(self, broker: RabbitBroker) -> str:
+        """Receive until the deliveries end or the broker's connection drops; say which."""
+        receiving = asyncio.create_task(self._receive(broker))
+        dropped = asyncio.create_task(self.connection.dropped(broker))
+        try:
+            await asyncio.wait((receiving, dropped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (receiving, dropped):
+                task.cancel()
+            await asyncio.gather(receiving, dropped, return_exceptions=True)
+        if not receiving.cancelled() and (error := receiving.exception()) is not None:
+            return repr(error)
+        return "connection dropped" if not dropped.cancelled() else "deliveries ended"
+
+    async def _receive(self, broker: RabbitBroker) -> None:
+        async for message in deliveries(broker, self.partition, prefetch(self.settings)):
+            self._active = True
+            self._buffer.put_nowait(message)
+            self._arrived.set()
 
     async def _next_batch(self) -> list[AbstractIncomingMessage]:
         await self._wait_for_work()
