@@ -166,7 +166,7 @@ def follow(log: list[Entry], path: Path, saves: set[int], kills: set[int]) -> bo
     return True
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(log=logs(), data=st.data())
 def test_killed_anywhere_over_a_log_with_repeats_each_event_is_applied_once(
     tmp_path: Path, log: list[Entry], data: st.DataObject
