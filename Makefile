@@ -57,10 +57,11 @@ test-cluster: install cluster  ## The failover tests on the local cluster (tests
 	status=0; TEST_CLUSTER=1 $(PY) -m pytest -s tests/cluster || status=$$?; \
 	scripts/cluster.sh stop; exit $$status
 
-soak: install services  ## Longer than make test: 1,000 generated worker histories per database (HISTORIES), the history checker for 600 s (HISTORY_SECONDS)
+soak: install services  ## Longer than make test: 1,000 generated worker histories per database (HISTORIES), the history checker for 600 s (HISTORY_SECONDS), the example follower's replay of 30,000 events killed 5 times (REPLAY_EVENTS, REPLAY_KILLS)
 	seed=$${HISTORY_SEED:-$$RANDOM}; echo "generated histories from seed $$seed (HISTORY_SEED=$$seed to repeat)"; \
 	HISTORIES=$${HISTORIES:-1000} HISTORY_SEED=$$seed HISTORY_SECONDS=$${HISTORY_SECONDS:-600} HISTORY_FAULTS=kill,primary,broker \
-	$(PY) -m pytest -s tests/worker/test_histories.py tests/faults/test_history_checker.py
+	REPLAY_EVENTS=$${REPLAY_EVENTS:-30000} REPLAY_KILLS=$${REPLAY_KILLS:-5} \
+	$(PY) -m pytest -s tests/worker/test_histories.py tests/faults/test_history_checker.py tests/ops/test_example_replay.py
 
 lint: install  ## ruff, mypy and the import layers (lint-imports)
 	$(VENV)/bin/ruff check .

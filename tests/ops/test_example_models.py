@@ -1,8 +1,6 @@
 """The example services' pydantic models say what docs/asyncapi.yaml says: the same fields, by name,
 in every event they handle and in the outcome the publisher reads (fast: no services)."""
 
-import importlib.util
-import types
 import typing
 from typing import Any
 
@@ -11,18 +9,10 @@ import yaml
 from pydantic import BaseModel
 
 from tests.ops.cli import ROOT
+from tests.support.examples import example
 
 SCHEMAS: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())["components"]["schemas"]
 FOLLOWED = ["ItemCreatedEvent", "ItemImportedEvent", "ItemUpdatedEvent", "ItemDeletedEvent", "UserDeletedEvent"]
-
-
-def example(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def nested_model(annotation: Any) -> type[BaseModel] | None:

@@ -1,5 +1,6 @@
 """Publish commands straight onto the bus, as another service (or a replay) would."""
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -35,11 +36,13 @@ def command_message(
     )
 
 
-async def publish(messages: list[tuple[str, aio_pika.Message]]) -> None:
-    """Publish (routing key, message) pairs in order, each confirmed, unroutable ones raising."""
+async def publish(messages: list[tuple[str, aio_pika.Message]], window: int = 1) -> None:
+    """Publish (routing key, message) pairs in order, each confirmed, unroutable ones raising; with
+    `window`, that many await their confirms at once (in order between windows, maybe not within)."""
     connection = await aio_pika.connect(test_settings.RABBIT_URL)
     async with connection:
         channel = await connection.channel(on_return_raises=True)
         exchange = await channel.get_exchange(COMMANDS_EXCHANGE_NAME)
-        for routing_key, message in messages:
-            await exchange.publish(message, routing_key=routing_key, mandatory=True)
+        for start in range(0, len(messages), window):
+            await asyncio.gather(*(exchange.publish(message, routing_key=routing_key, mandatory=True)
+                                   for routing_key, message in messages[start : start + window]))  # fmt: skip
