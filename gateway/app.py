@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same = settings.read_database_url == settings.database_url  # no replica: read the primary
         replicas = [read_database(url, settings) for url in settings.read_database_urls]
         primary = replicas[0] if same else read_database(settings.database_url, settings)
-        reads = Reads(replicas, primary, same=same, wait_s=settings.consistency_wait)
+        reads = Reads(
+            replicas, primary, same=same, wait_s=settings.consistency_wait, max_lag_s=settings.max_replica_lag_s
+        )
+        reads.start()
         standbys = primary if same else reads.replica
         publisher = Publisher(settings.broker_urls, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
@@ -106,9 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connecting.cancel()
             await app.state.services.status.close()
             await publisher.close()
-            await reads.replica.close()
-            if not same:
-                await primary.close()
+            await reads.close()
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans
     apidoc.install(app)

@@ -76,6 +76,9 @@ ENV = {
     "WORKER_METRICS_PORT": os.environ.get("TEST_WORKER_METRICS_PORT") or str(_free_port()),
 }
 
+if CLUSTER:  # a standby further behind leaves reads without a token to the other, and degrades /health/status
+    ENV["MAX_REPLICA_LAG_S"] = "1.0"
+
 
 def apply() -> None:
     """Set the test environment before anything imports the settings."""

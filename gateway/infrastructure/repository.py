@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Boolean, Float, Select, String, bindparam, func, select, text, tuple_
+from sqlalchemy import BigInteger, Boolean, Float, Select, String, bindparam, func, select, text, tuple_
 
 from shared.models import Command, ImportJob, Item, User
 from shared.reading import ReadConnection
@@ -165,7 +165,8 @@ async def replayed_position(conn: ReadConnection) -> str:
     return str(await conn.scalar(SEEN))
 
 
-# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/status.py): PostgreSQL only.
+# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/lag.py,
+# gateway/infrastructure/status.py): PostgreSQL only.
 REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN_TEXT = text("SELECT pg_current_wal_lsn()::text")
@@ -174,6 +175,12 @@ REPLICA_POSITIONS = text(
     " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
     " pg_is_wal_replay_paused() AS paused"
 ).columns(received=String, replayed=String, since_replay=Float, paused=Boolean)
+# A standby's replay position (NULL: it replays nothing) and whether its replay is paused (asked only in
+# recovery: pg_is_wal_replay_paused() raises elsewhere).
+STANDBY_POSITION = text(
+    "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint AS replayed,"
+    " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused"
+).columns(replayed=BigInteger, paused=Boolean)
 
 
 async def replay_position(conn: ReadConnection) -> int | None:
@@ -193,6 +200,11 @@ async def write_position_text(conn: ReadConnection) -> str:
 async def replica_positions(conn: ReadConnection) -> Any:
     """A standby's received and replayed positions, seconds since its last replay, and whether it is paused."""
     return await conn.first(REPLICA_POSITIONS)
+
+
+async def standby_position(conn: ReadConnection) -> Any:
+    """How far this server has replayed the WAL (None: it replays nothing) and whether replay is paused."""
+    return await conn.first(STANDBY_POSITION)
 
 
 EXPECTED_TABLES = ("user", "item", "command")
