@@ -83,7 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             replicas, primary, same=same, wait_s=settings.consistency_wait, max_lag_s=settings.max_replica_lag_s
         )
         reads.start()
-        standbys = primary if same else reads.replica
         publisher = Publisher(settings.broker_urls, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
         connecting = asyncio.create_task(_connect(bus, settings))
@@ -95,13 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             passwords=Passwords(settings.max_hashing),
             users=RecentUsers(settings.auth_cache_s),
             limits=rate_limits,
-            status=StatusProbe(
-                standbys,
-                primary,
-                settings.broker_urls,
-                settings.command_partitions,
-                settings.max_replica_lag_s,
-            ),
+            status=StatusProbe(reads.lags, settings.broker_urls, settings.command_partitions),
         )
         try:
             yield

@@ -16,11 +16,25 @@ class Liveness(BaseModel):
 
 
 class ReplicaLag(BaseModel):
-    """WAL bytes the replica has not replayed, and seconds behind (0 when caught up)."""
+    """WAL bytes the replica has not replayed, and seconds behind (0 when caught up); with several
+    standbys, those of the one furthest behind."""
 
     bytes: int
     seconds: float
     paused: bool
+
+
+class StandbyFigures(BaseModel):
+    """One standby of READ_DATABASE_URL: whether it answers, whether reads without a token go to it
+    now, and how far behind the primary it is (null: unknown)."""
+
+    name: str  # host:port
+    up: bool
+    serving: bool  # false: down, or lagging past MAX_REPLICA_LAG_S while another standby is within it
+    bytes: int | None  # WAL the primary has written and this standby has not replayed
+    seconds: float | None  # since the primary first had WAL this standby has not replayed (0: caught up)
+    paused: bool | None  # its replay is paused (pg_wal_replay_pause)
+    problem: str | None = None  # what is wrong with it, if anything
 
 
 class Readiness(BaseModel):
@@ -46,9 +60,21 @@ class QueueFigures(BaseModel):
 class SystemStatus(BaseModel):
     model_config = examples(
         {
-            "status": "ok",
-            "problems": [],
-            "replica_lag": {"bytes": 0, "seconds": 0.0, "paused": False},
+            "status": "degraded",
+            "problems": ["standby 10.0.0.3:5432 lags 7.5s (limit 5.0s)"],
+            "replica_lag": {"bytes": 91264, "seconds": 7.5, "paused": False},
+            "standbys": [
+                {"name": "10.0.0.2:5432", "up": True, "serving": True, "bytes": 0, "seconds": 0.0, "paused": False},
+                {
+                    "name": "10.0.0.3:5432",
+                    "up": True,
+                    "serving": False,
+                    "bytes": 91264,
+                    "seconds": 7.5,
+                    "paused": False,
+                    "problem": "lags 7.5s (limit 5.0s)",
+                },
+            ],
             "command_queues": [{"name": "opengovfood.commands.p0", "messages": 0, "consumers": 1}],
             "dead_letters": 0,
         }
@@ -56,7 +82,8 @@ class SystemStatus(BaseModel):
 
     status: Literal["ok", "degraded"]
     problems: list[str]
-    replica_lag: ReplicaLag | None
+    replica_lag: ReplicaLag | None  # the standby furthest behind (null: none measured)
+    standbys: list[StandbyFigures]  # each standby of READ_DATABASE_URL (none: reads go to the primary)
     command_queues: list[QueueFigures]
     dead_letters: int | None
 

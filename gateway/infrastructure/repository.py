@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import BigInteger, Boolean, Float, Select, String, bindparam, func, select, text, tuple_
+from sqlalchemy import BigInteger, Boolean, Select, String, bindparam, func, select, text, tuple_
 
 from shared.models import Command, ImportJob, Item, User
 from shared.reading import ReadConnection
@@ -165,16 +165,9 @@ async def replayed_position(conn: ReadConnection) -> str:
     return str(await conn.scalar(SEEN))
 
 
-# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/lag.py,
-# gateway/infrastructure/status.py): PostgreSQL only.
+# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/lag.py): PostgreSQL only.
 REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-WRITTEN_TEXT = text("SELECT pg_current_wal_lsn()::text")
-REPLICA_POSITIONS = text(
-    "SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed,"
-    " extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS since_replay,"
-    " pg_is_wal_replay_paused() AS paused"
-).columns(received=String, replayed=String, since_replay=Float, paused=Boolean)
 # A standby's replay position (NULL: it replays nothing) and whether its replay is paused (asked only in
 # recovery: pg_is_wal_replay_paused() raises elsewhere).
 STANDBY_POSITION = text(
@@ -191,15 +184,6 @@ async def replay_position(conn: ReadConnection) -> int | None:
 async def write_position(conn: ReadConnection) -> int:
     """How far this primary has written the WAL."""
     return await conn.scalar(WRITTEN)  # type: ignore[no-any-return]
-
-
-async def write_position_text(conn: ReadConnection) -> str:
-    return str(await conn.scalar(WRITTEN_TEXT))
-
-
-async def replica_positions(conn: ReadConnection) -> Any:
-    """A standby's received and replayed positions, seconds since its last replay, and whether it is paused."""
-    return await conn.first(REPLICA_POSITIONS)
 
 
 async def standby_position(conn: ReadConnection) -> Any:

@@ -75,8 +75,7 @@ async def test_the_broker_tls_settings_reach_the_status_probe_and_the_cli(
     async with tls_listener(RABBIT_PORT, server_context(certificates), postgres=False) as listener:
         rabbit_env(monkeypatch, listener.port, certificates)
         url = Settings().rabbit_url
-        database = get_settings().read_database_url  # not used: no replica lag is asked for
-        probe = StatusProbe(database, database, url, int(test_settings.ENV["COMMAND_PARTITIONS"]), 1.0)
+        probe = StatusProbe(None, url, int(test_settings.ENV["COMMAND_PARTITIONS"]))
         try:
             queues = await probe.queues()
         finally:

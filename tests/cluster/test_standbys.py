@@ -10,15 +10,18 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import Integer, text
 
 from gateway.http.request import parse_token
 from gateway.infrastructure.consistency import Reads
+from gateway.infrastructure.status import StatusProbe
 from shared.reading import ReadConnection, ReadDatabase, read_database
 from shared.settings import get_settings
 from tests import settings as test_settings
 from tests.support.polling import eventually
+from tests.support.processes import Gateway, Worker
 
 pytestmark = pytest.mark.postgres
 PORT = text("SELECT inet_server_port()")
@@ -28,6 +31,7 @@ FOUND = text('SELECT inet_server_port() AS port, count(*) AS found FROM "user" W
 PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1]
 LAG_BOUND_S = float(test_settings.ENV["MAX_REPLICA_LAG_S"])
 REPLICA2_DSN = test_settings.REPLICA_DSN.replace(f":{test_settings.REPLICA_PORT}/", f":{test_settings.REPLICA2_PORT}/")
+FIRST, SECOND = (f"127.0.0.1:{port}" for port in (test_settings.REPLICA_PORT, test_settings.REPLICA2_PORT))
 
 
 async def _port(conn: ReadConnection) -> int:
@@ -93,11 +97,11 @@ async def test_a_standby_that_is_down_is_skipped(reads: Reads, primary: asyncpg.
 
 
 async def test_a_standby_lagging_past_the_bound_serves_no_read_without_a_token(
-    reads: Reads, primary: asyncpg.Connection
+    reads: Reads, primary: asyncpg.Connection, stack: tuple[Worker, Gateway]
 ) -> None:
     """Replay paused on the second standby, then a write: once the second standby lags past the bound,
-    reads without a token never see it stale; on resume it serves again. Two pools both on the paused
-    standby stand for "every standby lags": they still answer."""
+    reads without a token never see it stale; /health/status shows each standby; on resume it serves
+    again. Two pools both on the paused standby stand for "every standby lags": they still answer."""
     email = f"lag-{uuid.uuid4().hex}@example.com"
     lagging_only = _reads(test_settings.REPLICA2_URL, test_settings.REPLICA2_URL)
     paused = await asyncpg.connect(REPLICA2_DSN)
@@ -118,17 +122,44 @@ async def test_a_standby_lagging_past_the_bound_serves_no_read_without_a_token(
         await eventually(lagging_only.lags.fresh, lambda found: all(one.lags_past(LAG_BOUND_S) for one in found), 10)
         still = Counter([await lagging_only.run(None, lambda conn: _found(conn, email)) for _ in range(4)])
         assert still == {(test_settings.REPLICA2_PORT, 0): 4}  # every standby lags: reads still go to them
+        async with httpx.AsyncClient(base_url=stack[1].url, timeout=10) as http:
+            status = await eventually(lambda: _status(http), lambda s: _serving(s) == {FIRST: True, SECOND: False})
+        probe = StatusProbe(lagging_only.lags, test_settings.RABBIT_URLS, 1)
+        try:
+            all_lag = await eventually(probe.report, lambda r: all(one["problem"] for one in r["standbys"]), 10)
+        finally:
+            await probe.close()
     finally:
         await paused.execute("SELECT pg_wal_replay_resume()")
         await paused.close()
         await lagging_only.close()
     print(f"\nthe paused standby was left out of reads without a token {left_out_after:.2f}s after the write")
     assert left_out_after < LAG_BOUND_S + 3.0
+    second = next(standby for standby in status["standbys"] if standby["name"] == SECOND)
+    assert (second["up"], second["paused"], second["seconds"] > LAG_BOUND_S, second["bytes"] > 0) == (
+        True, True, True, True
+    )  # fmt: skip
+    assert status["status"] == "degraded"
+    assert f"standby {SECOND} lags" in " ".join(status["problems"])
+    assert [one["serving"] for one in all_lag["standbys"]] == [True, True]
+    assert (
+        f"no standby is up and within the limit: reads without a token go to {SECOND}, {SECOND}" in all_lag["problems"]
+    )
     back = await eventually(lambda: reads.run(None, _port), lambda port: port == test_settings.REPLICA2_PORT, 10)
     assert back == test_settings.REPLICA2_PORT
+    async with httpx.AsyncClient(base_url=stack[1].url, timeout=10) as http:
+        await eventually(lambda: _status(http), lambda s: _serving(s) == {FIRST: True, SECOND: True})
 
 
 async def _found(conn: ReadConnection, email: str) -> tuple[int, int]:
     """Which standby answered, and whether it has the user."""
     row = await conn.first(FOUND, {"email": email})
     return row.port, row.found
+
+
+async def _status(http: httpx.AsyncClient) -> dict:  # type: ignore[type-arg]
+    return dict((await http.get("/health/status")).json())
+
+
+def _serving(status: dict) -> dict[str, bool]:  # type: ignore[type-arg]
+    return {standby["name"]: standby["serving"] for standby in status["standbys"]}
