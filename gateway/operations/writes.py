@@ -5,6 +5,7 @@
 hands its command to, so the write path from the edge to the publish crosses one operations module.
 """
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ async def dispatch(
         )  # fmt: skip
         if future is None:
             return accepted(command_id)
-        outcome = await services.bus.outcome(future, wait_s or 0.0, lambda: _recorded_outcome(services, command_id))
+        outcome = await awaited_outcome(services, command_id, future, wait_s or 0.0)
         if outcome is None:
             return accepted(command_id, waited=True)
     except BusUnavailable:
@@ -138,6 +139,15 @@ async def dispatch_as_caller(
         services, name, body, actor=Actor.user(user_id), owner_key=scope, wait_s=wait_s, resource=resource,
         idempotent=idempotent(services.settings.secret_key, scope, key, route, fingerprinted),
     )  # fmt: skip
+
+
+async def awaited_outcome(
+    services: Services, command_id: uuid.UUID, future: asyncio.Future[Outcome], wait_s: float
+) -> Outcome | None:
+    """A published command's outcome within wait_s (None: not yet), from this gateway's reply queue, or
+    from the command's recorded status if that queue died meanwhile with its broker node (the outcome
+    sent to it died too)."""
+    return await services.bus.outcome(future, wait_s, lambda: _recorded_outcome(services, command_id))
 
 
 async def _known_outcome(services: Services, idempotent: IdempotentRequest, actor: Actor) -> Outcome | None:

@@ -1,6 +1,5 @@
 """OAuth2 password login: a signed JWT for an active user."""
 
-import asyncio
 import logging
 import uuid
 from typing import Annotated
@@ -16,10 +15,12 @@ from gateway.infrastructure.limits import client_address, get_limits
 from gateway.infrastructure.repository import UserRecord
 from gateway.infrastructure.security import create_access_token
 from gateway.infrastructure.services import Services
+from gateway.operations.writes import awaited_outcome
 from gateway.routes.deps import ServicesDep, TokenDep
 from shared.contracts.commands import CommandName, UpdateUser
 from shared.contracts.headers import Actor
 from shared.models import CommandStatus
+from shared.reading import DatabaseUnavailable
 
 router = APIRouter(tags=["login"])
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ async def login(
 async def _rehash(services: Services, user: UserRecord, password: str) -> str:
     """The stored hash has older parameters: publish a new one as the user, and return the hash
     stored once the login is over (the token is tied to it). It replaces only the hash read here,
-    so a password changed meanwhile is never overwritten by this one."""
+    so a password changed meanwhile is never overwritten by this one. Its outcome comes as a write's
+    does: on the reply queue, or from the command's status if that queue died with its node."""
     new_hash = await services.passwords.hash(password)
     command = UpdateUser(user_id=user.id, hashed_password=new_hash, if_password_hash=user.hashed_password)
     command_id = uuid.uuid4()
@@ -60,10 +62,12 @@ async def _rehash(services: Services, user: UserRecord, password: str) -> str:
             CommandName.USER_UPDATE, command,
             command_id=command_id, actor=Actor.user(user.id), owner_key=str(user.id), reply=True,
         )  # fmt: skip
-        outcome = await asyncio.wait_for(future, services.settings.prefer_wait_max)
-    except (BusUnavailable, TimeoutError):
-        log.warning("rehash of user %d not confirmed; the next login tries again", user.id)
-        return user.hashed_password
+        outcome = await awaited_outcome(services, command_id, future, services.settings.prefer_wait_max)
+    except (BusUnavailable, DatabaseUnavailable):
+        outcome = None
     finally:
         services.bus.forget(command_id, future)
+    if outcome is None:
+        log.warning("rehash of user %d not confirmed; the next login tries again", user.id)
+        return user.hashed_password
     return new_hash if outcome.status == CommandStatus.APPLIED else user.hashed_password

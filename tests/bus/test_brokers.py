@@ -7,7 +7,10 @@ import asyncio
 import uuid
 
 import aio_pika
+import asyncpg
+import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from gateway.infrastructure.bus import CommandBus
 from shared.brokers import Brokers, NoBroker, broker_urls
@@ -17,8 +20,10 @@ from shared.models import CommandStatus
 from shared.publishing import DEFAULT_EXCHANGE, NotConfirmed, Publisher
 from shared.topology import declare_queue, gateway_reply_queue
 from tests import settings as test_settings
+from tests.support.api import PASSWORD, sign_up
+from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
-from tests.support.processes import free_port
+from tests.support.processes import Gateway, Worker, free_port
 from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.rabbit
@@ -106,3 +111,68 @@ async def test_a_request_whose_reply_queue_died_learns_the_outcome_from_the_stat
             assert await asyncio.wait_for(other, 10) == recorded
         finally:
             await publisher.close()
+
+
+async def test_a_login_whose_rehash_reply_died_learns_the_outcome_from_the_status(
+    worker: Worker, primary: asyncpg.Connection, replica: asyncpg.Connection
+) -> None:
+    """A login that rehashes an old hash waits for that command's outcome; its reply queue dies with
+    its node before the reply comes (the reply is lost): the login still learns that the new hash was
+    stored, from the command's status, and its token works (one tied to the old hash would not)."""
+    with TcpProxy(RABBIT_PORT) as first, TcpProxy(RABBIT_PORT) as second:
+        env = {"RABBIT_URL": _via(first.port), "RABBIT_FAILOVER_HOSTS": f"127.0.0.1:{second.port}",
+               "PREFER_WAIT_MAX": "30"}  # fmt: skip
+        gateway = Gateway(env=env, name="gateway-rehash")
+        with gateway:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+                client = await sign_up(http)
+                weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+                await primary.execute('UPDATE "user" SET hashed_password = $1 WHERE id = $2', weak, client.id)
+                await eventually(lambda: _stored_hash(replica, client.id), lambda seen: seen == weak)
+                holder = await asyncpg.connect(test_settings.PRIMARY_DSN)
+                try:
+                    async with holder.transaction():  # the worker's update of the user waits for this lock
+                        await holder.execute('SELECT 1 FROM "user" WHERE id = $1 FOR UPDATE', client.id)
+                        second.cut()  # the gateway will have nowhere to reconnect to for a while
+                        login = asyncio.create_task(_log_in(http, client.email))
+                        await eventually(lambda: _waiting_for_locks(primary), lambda waiting: waiting > 0)
+                        first.cut()  # the gateway's node dies with its reply queue
+                    # the rehash applies now; its reply goes to a reply queue that no longer exists
+                    await _after_the_partition_moved_on(primary, client.id)
+                finally:
+                    await holder.close()
+                first.restore()
+                second.restore()
+                answer = await asyncio.wait_for(login, 60)
+                assert answer.status_code == 200, answer.text
+                assert await _stored_hash(primary, client.id) != weak
+                token = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+                assert (await http.get("/api/v1/users/me", headers=token)).status_code == 200
+
+
+async def _log_in(http: httpx.AsyncClient, email: str) -> httpx.Response:
+    return await http.post("/api/v1/login/access-token", data={"username": email, "password": PASSWORD})
+
+
+async def _stored_hash(database: asyncpg.Connection, user_id: int) -> str:
+    return str(await database.fetchval('SELECT hashed_password FROM "user" WHERE id = $1', user_id))
+
+
+async def _waiting_for_locks(primary: asyncpg.Connection) -> int:
+    return int(
+        await primary.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )
+
+
+async def _after_the_partition_moved_on(primary: asyncpg.Connection, user_id: int) -> None:
+    """Return once a later command of the same owner is applied: the worker commits, replies and acks a
+    batch before it takes the next, so the rehash's reply has been sent (and dropped) by then."""
+    body = {"owner_id": user_id, "title": "after the rehash"}
+    message = command_message(body, actor=f"user:{user_id}", owner=str(user_id))
+    await publish([("item.create", message)])
+    await eventually(
+        lambda: primary.fetchval("SELECT status FROM command WHERE command_id = $1", uuid.UUID(message.message_id)),
+        lambda status: status == "applied",
+    )
