@@ -269,7 +269,7 @@ def repartition_command(
     settings = get_settings()
     management = os.environ.get("RABBIT_MANAGEMENT_URL", "")  # never on argv
     try:
-        asyncio.run(repartition(settings.rabbit_url, count, management=management, timeout_s=timeout,
+        asyncio.run(repartition(settings.broker_urls, count, management=management, timeout_s=timeout,
                                 progress=typer.echo))  # fmt: skip
     except DrainTimeout as error:
         typer.echo(f"nothing changed: {error}", err=True)

@@ -2,15 +2,17 @@
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import unquote, urlparse
 
 import aio_pika
 import typer
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from shared.brokers import connect_first
 from shared.contracts.headers import HEADER_DEATH_REASON, HEADER_ORIGINAL_ROUTING_KEY
+from shared.publishing import bus_user
 from shared.settings import get_settings
 from shared.topology import COMMANDS_EXCHANGE_NAME, DEAD_LETTER_QUEUE_NAME
 
@@ -63,17 +65,19 @@ async def _take_all(channel: AbstractChannel) -> list[AbstractIncomingMessage]:
     return messages
 
 
-async def list_dead_letters(rabbit_url: str) -> list[DeadLetter]:
-    connection = await aio_pika.connect(rabbit_url)
+async def list_dead_letters(rabbit_urls: Sequence[str]) -> list[DeadLetter]:
+    connection = await connect_first(rabbit_urls)
     async with connection:
         channel = await connection.channel()
         return [describe(message) for message in await _take_all(channel)]
 
 
-async def replay(rabbit_url: str, ids: set[str] | None) -> list[str]:
-    """Republish the chosen dead letters (all when ids is None) with their id and headers, then ack them."""
-    connection = await aio_pika.connect(rabbit_url)
-    user = unquote(urlparse(rabbit_url).username or "guest")
+async def replay(rabbit_urls: Sequence[str], ids: set[str] | None) -> list[str]:
+    """Republish the chosen dead letters (all when ids is None) with their id and headers, then ack them.
+    A node dying midway leaves the rest in the queue; one republished but not acked is replayed again
+    by the next run, and the inbox applies it once."""
+    connection = await connect_first(rabbit_urls)
+    user = bus_user(rabbit_urls[0])
     replayed = []
     async with connection:
         channel = await connection.channel(on_return_raises=True)
@@ -102,7 +106,7 @@ async def replay(rabbit_url: str, ids: set[str] | None) -> list[str]:
 @deadletters_app.command("list")
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False) -> None:
     """Each dead letter: its command id, routing key, count and reason."""
-    letters = asyncio.run(list_dead_letters(get_settings().rabbit_url))
+    letters = asyncio.run(list_dead_letters(get_settings().broker_urls))
     for letter in letters:
         if as_json:
             typer.echo(json.dumps(letter.__dict__))
@@ -123,7 +127,7 @@ def replay_command(
         raise typer.BadParameter("name the command ids to replay, or pass --all")
     if replay_all and not yes:
         typer.confirm(f"Replay every message in {DEAD_LETTER_QUEUE_NAME}?", abort=True)
-    done = asyncio.run(replay(get_settings().rabbit_url, None if replay_all else set(ids or [])))
+    done = asyncio.run(replay(get_settings().broker_urls, None if replay_all else set(ids or [])))
     for command_id in done:
         typer.echo(f"replayed {command_id}")
     missing = set(ids or []) - set(done)

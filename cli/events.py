@@ -8,13 +8,14 @@ nothing more to deliver for `--idle` seconds; with it, it waits for new events u
 import asyncio
 import fnmatch
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 import aio_pika
 import typer
 
+from shared.brokers import NoBroker, connect_first
 from shared.event_log import read_log, stream_start
 from shared.settings import get_settings
 
@@ -39,10 +40,13 @@ def named(pattern: str) -> Match:
     return lambda event: fnmatch.fnmatchcase(str(event.get("name", "")), pattern)
 
 
-async def tail(rabbit_url: str, start: str | int | datetime, matches: list[Match], idle_s: float | None) -> int:
-    """Print the matching events from `start` on as JSON lines; how many were printed."""
+async def tail(
+    rabbit_urls: str | Sequence[str], start: str | int | datetime, matches: list[Match], idle_s: float | None
+) -> int:
+    """Print the matching events from `start` on as JSON lines (from the first broker that answers: the
+    log is replicated on a cluster); how many were printed."""
     printed = 0
-    connection = await aio_pika.connect(rabbit_url)
+    connection = await connect_first(rabbit_urls)
     async with connection:
         channel = await connection.channel()
         async for entry in read_log(channel, start, idle_s):
@@ -70,9 +74,9 @@ def tail_command(
         raise typer.BadParameter(str(error), param_hint="--from") from None
     matches = ([named(name)] if name else []) + ([about_resource(resource)] if resource is not None else [])
     try:
-        asyncio.run(tail(get_settings().rabbit_url, offset, matches, None if follow else idle))
+        asyncio.run(tail(get_settings().broker_urls, offset, matches, None if follow else idle))
     except KeyboardInterrupt:
         pass
-    except (aio_pika.exceptions.AMQPError, OSError) as error:
+    except (aio_pika.exceptions.AMQPError, OSError, NoBroker) as error:
         typer.echo(f"cannot read the event log: {error!r}", err=True)
         raise typer.Exit(1) from None

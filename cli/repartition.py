@@ -23,11 +23,12 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import quote, unquote, urlparse
 
 import aio_pika
 
+from shared.brokers import Brokers
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     PARTITION_WEIGHT,
@@ -53,7 +54,7 @@ class NotEmpty(Exception):
 
 def management_api(rabbit_url: str, configured: str = "") -> tuple[str, tuple[str, str]]:
     """The management API (base URL, credentials): RABBIT_MANAGEMENT_URL's when configured (its own
-    credentials, else RABBIT_URL's), else port 15672 of RABBIT_URL's host."""
+    credentials, else RABBIT_URL's), else port 15672 of the host of `rabbit_url` (the broker that answered)."""
     bus = urlparse(rabbit_url)
     auth = (unquote(bus.username or "guest"), unquote(bus.password or "guest"))
     if not configured:
@@ -136,17 +137,19 @@ async def delete_if_empty(
 
 
 async def repartition(
-    rabbit_url: str,
+    rabbit_urls: str | Sequence[str],
     count: int,
     *,
     management: str = "",
     timeout_s: float = 300.0,
     progress: Callable[[str], None] = print,
 ) -> int:
-    """Change the number of partition queues to `count`; returns the count there was."""
-    vhost = unquote(urlparse(rabbit_url).path[1:]) or "/"
-    api, auth = management_api(rabbit_url, management)
-    connection = await aio_pika.connect(rabbit_url)
+    """Change the number of partition queues to `count` (on the first broker of the list that answers);
+    returns the count there was."""
+    brokers = Brokers(rabbit_urls)
+    connection = await brokers.connect(aio_pika.connect)
+    vhost = unquote(urlparse(brokers.current).path[1:]) or "/"
+    api, auth = management_api(brokers.current, management)
     async with connection:
         before = await existing_partitions(connection)
         channel = await connection.channel()

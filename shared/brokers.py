@@ -4,11 +4,15 @@ aio-pika knows one address per connection (its URL parser refuses `h1:5672,h2:56
 issue #141) and a robust connection only ever reconnects to that one, so the list is ours: RABBIT_URL
 first, then RABBIT_FAILOVER_HOSTS with the same user, vhost and TLS. Any transport wraps its own
 connect with `Brokers.connect`; after a loss it starts from the address after the one that died.
+A short connection (the topology's, an operator's command) takes the first that answers: `connect_first`.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
 
 C = TypeVar("C")
 
@@ -65,3 +69,9 @@ class Brokers:
         """The connection to `url` died: the next connect starts with the address after it."""
         if self.urls[self._first] == url:
             self._first = (self._first + 1) % len(self.urls)
+
+
+async def connect_first(urls: str | Sequence[str]) -> AbstractConnection:
+    """A short connection to the first broker of the list that answers (NoBroker when none does). It
+    does not move on when its node dies: what runs on it fails, and is run again."""
+    return await Brokers(urls).connect(aio_pika.connect)

@@ -9,7 +9,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from shared.brokers import Brokers
+from shared.brokers import connect_first
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.contracts.headers import HEADER_OWNER
 from shared.event_log import EVENT_LOG_ARGUMENTS, EVENT_LOG_BINDING_KEY, EVENT_LOG_NAME
@@ -180,7 +180,7 @@ async def declare_topology(rabbit_url: str | Sequence[str], partitions: int) -> 
     partitions (a bind that raced with the repartition's start is undone: the marker is checked
     again after it). A durable queue that exists with other arguments is kept as it is (_declare_kept).
     """
-    connection = await Brokers(rabbit_url).connect(aio_pika.connect)
+    connection = await connect_first(rabbit_url)
     async with connection:
         existing = await existing_partitions(connection)
         if existing not in (0, partitions):

@@ -13,7 +13,7 @@ from tests.ops.cli import opengovfood
 from tests.support.api import unique_email
 from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
-from tests.support.processes import Gateway, Worker
+from tests.support.processes import Gateway, Worker, free_port
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
 
@@ -61,3 +61,19 @@ async def test_list_shows_the_reason_and_replay_applies_a_parked_command(
     assert str(valid_id) not in letters
     assert str(poison_id) in letters  # the others stay where they were
     assert opengovfood("deadletters", "replay", str(valid_id), check=False).returncode == 1  # gone now
+
+
+@pytest.mark.rabbit
+async def test_operator_commands_take_the_next_broker_when_the_first_is_down(stack: tuple[Worker, Gateway]) -> None:
+    """RABBIT_URL names a node that is down: `deadletters` and `events tail` use RABBIT_FAILOVER_HOSTS."""
+    port = test_settings.RABBIT_PORTS[0]
+    env = {
+        "RABBIT_URL": test_settings.RABBIT_URL.replace(f":{port}/", f":{free_port()}/"),
+        "RABBIT_FAILOVER_HOSTS": f"127.0.0.1:{port}",
+    }
+    listed = opengovfood("deadletters", "list", env=env)
+    assert "dead letter(s)" in listed.stdout
+    tailed = opengovfood("events", "tail", "--from", "last", "--idle", "0.5", env=env)
+    assert tailed.returncode == 0
+    alone = opengovfood("deadletters", "list", env={**env, "RABBIT_FAILOVER_HOSTS": ""}, check=False)
+    assert alone.returncode != 0  # the one broker named is down
