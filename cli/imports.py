@@ -2,7 +2,9 @@
 
 Publishes straight onto the bus with RABBIT_URL's user acting as user N (like the gateway: that
 user must be GATEWAY_BUS_USER, or hold a service grant for item.import), shows a progress bar with
-rows/s, then follows the import in the database (DATABASE_URL) and prints a summary.
+rows/s, then follows the import in the database (DATABASE_URL) and prints a summary. It fails over as
+the services do: to the next broker of RABBIT_URL and RABBIT_FAILOVER_HOSTS when one is down or dies
+midway, sending the chunks not confirmed again (each is applied once).
 """
 
 import asyncio
@@ -16,12 +18,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cli import repository
+from shared.brokers import NoBroker
 from shared.db import create_engine
 from shared.importer import SourceError, count, format_of, publish_import
 from shared.models import ImportState
-from shared.publishing import Publisher
+from shared.publishing import NotConfirmed, Publisher
 from shared.settings import get_settings
 
+FAILOVER_S = 60.0  # how long a chunk is sent again while the brokers fail over (shared/importer.py)
 imports_app = typer.Typer(help="Bulk imports through the bus.", no_args_is_help=True)
 console = Console()
 
@@ -72,9 +76,11 @@ async def _run(path: Path, owner_id: int, wait: bool, timeout_s: float) -> int:
             done = progress.tasks[task].completed
             progress.update(task, rate=done / max(time.monotonic() - started, 1e-6))
 
-        publisher = Publisher(settings.rabbit_url, "opengovfood-import")
+        publisher = Publisher(settings.broker_urls, "opengovfood-import")
         try:
-            published = await publish_import(publisher, path, fmt, owner_id=owner_id, on_progress=advance)
+            published = await publish_import(
+                publisher, path, fmt, owner_id=owner_id, retry_s=FAILOVER_S, on_progress=advance
+            )
         finally:
             await publisher.close()
         elapsed = time.monotonic() - started
@@ -114,6 +120,9 @@ def import_items(
     except SourceError as error:
         console.print(f"[red]cannot import {file}: {error}[/red]")
         raise typer.Exit(2) from None
+    except (NotConfirmed, NoBroker) as error:
+        console.print(f"[red]not every chunk was confirmed (some may be applied): {error}[/red]")
+        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 

@@ -22,7 +22,8 @@ from shared.contracts.commands import CommandName
 from shared.contracts.headers import Actor
 from shared.contracts.imports import MAX_CHUNK_BYTES, MAX_CHUNK_ROWS, MAX_ROW_BYTES, ROW_FIELDS
 from shared.contracts.messages import command_message
-from shared.publishing import Publisher
+from shared.publishing import NotConfirmed, Publisher
+from shared.retry import backoff
 from shared.topology import COMMANDS_EXCHANGE_NAME
 
 CSV_TYPE = "text/csv"
@@ -161,26 +162,40 @@ async def publish_import(
     import_id: uuid.UUID | None = None,
     in_flight: int = 100,
     timeout_s: float = 30.0,
+    retry_s: float = 0.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> Published:
     """Count, split and publish the file acting as user `owner_id`; return once every chunk is confirmed.
 
+    A chunk the broker did not confirm is sent again, under the same command id, for up to `retry_s`
+    (the publisher meanwhile moves to the next broker of its list): the inbox, and the claim of
+    (import, owner, seq), apply it once. A chunk sent again may be applied after later ones.
     Raises SourceError for a file that cannot be imported as a whole, NotConfirmed if the broker did
-    not confirm every chunk (some may be applied).
+    not confirm every chunk within that (some may be applied).
     """
     import_id = import_id or uuid.uuid4()
     rows, total = await asyncio.to_thread(count, path, fmt)
     bodies = chunk_bodies(path, fmt, import_id=import_id, owner_id=owner_id, total=total)
 
     async def send(count: int, body: bytes) -> int:
-        message = command_message(  # a fresh command id per chunk: the inbox deduplicates redeliveries
-            body, command_id=uuid.uuid4(), owner_key=str(owner_id), user_id=publisher.user_id,
-            actor=str(Actor.user(owner_id)),
-        )  # fmt: skip
-        await publisher.publish(
-            message, exchange=COMMANDS_EXCHANGE_NAME, routing_key=CommandName.ITEM_IMPORT.value, timeout_s=timeout_s
-        )
-        return count
+        command_id = uuid.uuid4()  # a fresh command id per chunk: the inbox deduplicates redeliveries
+        until = asyncio.get_running_loop().time() + retry_s
+        for pause in backoff(first_s=0.1, cap_s=2.0):
+            message = command_message(
+                body, command_id=command_id, owner_key=str(owner_id), user_id=publisher.user_id,
+                actor=str(Actor.user(owner_id)),
+            )  # fmt: skip
+            try:
+                await publisher.publish(
+                    message, exchange=COMMANDS_EXCHANGE_NAME, routing_key=CommandName.ITEM_IMPORT.value,
+                    timeout_s=timeout_s,
+                )  # fmt: skip
+                return count
+            except NotConfirmed:
+                if asyncio.get_running_loop().time() + pause > until:
+                    raise
+            await asyncio.sleep(pause)  # the retry's pace, while the publisher reconnects
+        raise AssertionError("unreachable")
 
     await publisher.exchange(COMMANDS_EXCHANGE_NAME)  # looked up before the first send: chunks leave in order
     pending: set[asyncio.Task[int]] = set()

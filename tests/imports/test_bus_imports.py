@@ -1,4 +1,5 @@
-"""Imports through the bus: a large CSV with bad rows, a redelivered or republished chunk, foreign chunks."""
+"""Imports through the bus: a large CSV with bad rows, a broker dying midway, a redelivered or republished
+chunk, foreign chunks."""
 
 import json
 import uuid
@@ -15,6 +16,7 @@ from tests.imports.support import errors_of, finished_job, write_csv
 from tests.support.api import sign_up
 from tests.support.bus import command_message, publish
 from tests.support.polling import eventually
+from tests.support.proxy import TcpProxy
 
 
 async def test_a_100k_row_csv_applies_every_good_row_and_rejects_exactly_the_bad_ones(
@@ -40,6 +42,41 @@ async def test_a_100k_row_csv_applies_every_good_row_and_rejects_exactly_the_bad
     assert [(e["row"], e["error"].split(":")[0]) for e in errors] == bad[:100]  # the first 100, in order
     statuses = await primary.fetch("SELECT status, count(*) FROM item WHERE owner_id = $1 GROUP BY 1", owner.id)
     assert {record["status"] for record in statuses} == {"pending", "completed"}
+
+
+async def test_an_import_whose_broker_dies_midway_goes_on_at_the_next_and_applies_each_row_once(
+    http: httpx.AsyncClient, primary: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Two proxies to the broker stand for two nodes; the first is cut once three chunks are confirmed,
+    with more in flight: those are sent again through the second, and every row is applied once."""
+    owner = await sign_up(http)
+    good, bad = write_csv(tmp_path / "items.csv", 10_000)
+    port = test_settings.RABBIT_PORTS[0]
+    with TcpProxy(port) as first, TcpProxy(port) as second:
+        urls = [test_settings.RABBIT_URL.replace(f":{port}/", f":{proxy.port}/") for proxy in (first, second)]
+        publisher = Publisher(urls, "test-import-failover", timeout_s=5)
+        confirmed = 0
+
+        def progress(rows: int) -> None:
+            nonlocal confirmed
+            confirmed += 1
+            if confirmed == 3:
+                first.cut()  # its node dies with chunks in flight
+
+        try:
+            published = await publish_import(
+                publisher, tmp_path / "items.csv", ImportFormat.CSV, owner_id=owner.id,
+                in_flight=4, retry_s=30, on_progress=progress,
+            )  # fmt: skip
+        finally:
+            await publisher.close()
+        assert publisher.brokers.current == urls[1]
+    job = await finished_job(primary, published.import_id)
+    assert (job["applied"], job["rejected"], job["chunks_done"], job["total_chunks"]) == (9_900, 100, 10, 10)
+    titles = await primary.fetch("SELECT title FROM item WHERE owner_id = $1", owner.id)
+    assert len(titles) == len(good)  # none twice
+    assert {record["title"] for record in titles} == good
+    assert len(bad) == 100
 
 
 def _chunk(import_id: uuid.UUID, owner_id: int, rows: list[dict[str, object]], seq: int = 0, total: int = 1) -> bytes:
