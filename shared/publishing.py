@@ -18,7 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from shared import tracing
-from shared.brokers import Brokers, address
+from shared.brokers import Brokers, address, amqp_connect
 from shared.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Publisher:
             return self.connection
 
     async def _open(self, url: str) -> AbstractConnection:
-        return await aio_pika.connect(url, client_properties={"connection_name": self.name}, timeout=self.timeout_s)
+        return await amqp_connect(url, client_properties={"connection_name": self.name}, timeout=self.timeout_s)
 
     def _lost(self, connection: object, error: BaseException | None = None) -> None:
         """The connection closed: unless we closed it, reconnect (to the next broker) in the background."""

@@ -4,11 +4,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from gateway.infrastructure.lag import LagMonitor, StandbyLag
-from shared.brokers import Brokers
+from shared.brokers import Brokers, amqp_connect
 from shared.topology import DEAD_LETTER_QUEUE_NAME, existing_partitions, partition_queue_name
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ class StatusProbe:
         if self._connection is None or self._connection.is_closed:
             if self._connection is not None:
                 self.brokers.lost(self.brokers.current)
-            self._connection = await self.brokers.connect(lambda url: aio_pika.connect(url, timeout=5))
+            self._connection = await self.brokers.connect(lambda url: amqp_connect(url, timeout=5))
         existing = await existing_partitions(self._connection)
         channel = await self._connection.channel()
         try:

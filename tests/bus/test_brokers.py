@@ -5,6 +5,7 @@ Two TCP proxies in front of the one broker stand for two nodes of a cluster: cut
 
 import asyncio
 import uuid
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -13,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from gateway.infrastructure.bus import CommandBus
-from shared.brokers import Brokers, NoBroker, broker_urls
+from shared.brokers import Brokers, NoBroker, broker_urls, connect_first
 from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
@@ -176,3 +177,26 @@ async def _after_the_partition_moved_on(primary: asyncpg.Connection, user_id: in
         lambda: primary.fetchval("SELECT status FROM command WHERE command_id = $1", uuid.UUID(message.message_id)),
         lambda status: status == "applied",
     )
+
+
+async def test_a_failed_connect_leaves_no_connection_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aio-pika leaves the Connection of a failed connect open (collected later with no loop running,
+    it leaves a close() never awaited). Every connection our failover opens and fails is closed."""
+    made: list[aio_pika.Connection] = []
+    plain_init = aio_pika.Connection.__init__
+
+    def recorded(self: aio_pika.Connection, *args: Any, **kwargs: Any) -> None:
+        plain_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(aio_pika.Connection, "__init__", recorded)
+    with TcpProxy(RABBIT_PORT) as node:
+        node.cut()  # accepts, then drops the connection: the AMQP handshake fails
+        with pytest.raises(NoBroker):
+            await connect_first([_via(node.port), _via(free_port())])
+        publisher = Publisher(_via(node.port), "test-failed-connect", timeout_s=5)
+        with pytest.raises(NotConfirmed):
+            await _publish_to(publisher, "nowhere", b"x")
+        await publisher.close()
+    assert len(made) == 3
+    assert [connection.is_closed for connection in made] == [True] * 3
