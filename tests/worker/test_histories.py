@@ -484,11 +484,30 @@ async def _check(db: Database, model: WorkerModel, publisher: Publisher) -> None
         assert [command_id for o, command_id in published if o == owner] == expected, f"events of owner {owner}"
 
 
+RoundPlan = tuple[list[int], tuple[int, ...], tuple[str, int], int]  # partitions together, batch sizes, fault, lift
+AFTER_THE_PLAN: RoundPlan = (list(range(PARTITIONS)), (6,) * PARTITIONS, ("none", 1), 0)
+
+
+def round_plans() -> st.SearchStrategy[list[RoundPlan]]:
+    """The rounds, drawn before the history runs: which partitions go together, each one's batch size,
+    the fault and the statement it hits, whether a refusal is lifted after the round. Drawn up front,
+    not from the state of the run, so that what is drawn never depends on what a round did (Hypothesis
+    refuses a test whose draws differ between replays: FlakyStrategyDefinition, seen in CI). Past the
+    plan, rounds take every ready partition, six at a time, without faults."""
+    one = st.tuples(
+        st.lists(st.integers(0, PARTITIONS - 1), min_size=1, unique=True),
+        st.tuples(*[st.integers(1, 6)] * PARTITIONS),
+        st.tuples(st.sampled_from(FAULTS), st.integers(1, 12)),
+        st.integers(0, 9),
+    )
+    return st.lists(one, max_size=40)
+
+
 @seed(int(os.environ.get("HISTORY_SEED", "20261206")))
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-@given(history=histories(), data=st.data())
+@given(history=histories(), plan=round_plans())
 async def test_any_history_is_applied_exactly_once_as_the_model_says(
-    db: Database, history: tuple[int, list[Step]], data: st.DataObject
+    db: Database, history: tuple[int, list[Step]], plan: list[RoundPlan]
 ) -> None:
     owners, history_steps = history
     world = await _reset(db, owners)
@@ -499,18 +518,15 @@ async def test_any_history_is_applied_exactly_once_as_the_model_says(
         if message.body.startswith(b"{not"):
             model.poison(uuid.UUID(message.message_id))
     run = Run(db, model, db.faults)
-    for _ in range(200):
+    for number in range(200):
         ready = [p for p in range(PARTITIONS) if pending[p]]
         if not ready:
             break
-        chosen = data.draw(st.lists(st.sampled_from(ready), min_size=1, unique=True), label="partitions together")
-        batches = {}
-        for p in chosen:
-            size = data.draw(st.integers(1, 6), label="batch size")
-            batches[p] = [pending[p].popleft() for _ in range(min(size, len(pending[p])))]
-        fault = data.draw(st.tuples(st.sampled_from(FAULTS), st.integers(1, 12)), label="fault, at statement")
+        partitions, sizes, fault, lift = plan[number] if number < len(plan) else AFTER_THE_PLAN
+        chosen = [p for p in partitions if p in ready] or ready
+        batches = {p: [pending[p].popleft() for _ in range(min(sizes[p], len(pending[p])))] for p in chosen}
         await run.round(batches, fault, pending)
-        if model.refusing and data.draw(st.integers(0, 9), label="lift the refusal") == 0:
+        if model.refusing and lift == 0:
             async with db.admin.begin() as conn:
                 for statement in db.lift:
                     await conn.exec_driver_sql(statement)
