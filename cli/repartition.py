@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote, urlparse
 
 import aio_pika
 
-from shared.brokers import Brokers
+from shared.brokers import Brokers, amqp_connect
 from shared.topology import (
     COMMANDS_EXCHANGE_NAME,
     PARTITION_WEIGHT,
@@ -147,7 +147,7 @@ async def repartition(
     """Change the number of partition queues to `count` (on the first broker of the list that answers);
     returns the count there was."""
     brokers = Brokers(rabbit_urls)
-    connection = await brokers.connect(aio_pika.connect)
+    connection = await brokers.connect(amqp_connect)
     vhost = unquote(urlparse(brokers.current).path[1:]) or "/"
     api, auth = management_api(brokers.current, management)
     async with connection:

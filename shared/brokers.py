@@ -87,7 +87,7 @@ class _ClosedIfItFails(aio_pika.Connection):
 
 async def amqp_connect(url: str, **options: Any) -> AbstractConnection:
     """aio_pika.connect, leaving nothing open when it fails."""
-    connection: AbstractConnection = await aio_pika.connect(url, connection_class=_ClosedIfItFails, **options)
+    connection: AbstractConnection = await aio_pika.connect(url, connection_class=_ClosedIfItFails, **options)  # noqa: TID251
     return connection
 
 

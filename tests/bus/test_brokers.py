@@ -14,7 +14,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from gateway.infrastructure.bus import CommandBus
-from shared.brokers import Brokers, NoBroker, broker_urls, connect_first
+from shared.brokers import Brokers, NoBroker, amqp_connect, broker_urls, connect_first
 from shared.contracts.commands import CommandName
 from shared.contracts.outcomes import Outcome, OutcomeCode
 from shared.models import CommandStatus
@@ -48,11 +48,11 @@ def test_failover_hosts_keep_the_user_vhost_and_tls_of_rabbit_url() -> None:
 async def test_a_connection_skips_a_dead_broker_and_fails_only_when_none_answers(vhost: str) -> None:
     dead, alive = _via(free_port()), test_settings.RABBIT_URL
     brokers = Brokers([dead, alive])
-    connection = await brokers.connect(aio_pika.connect)
+    connection = await brokers.connect(amqp_connect)
     await connection.close()
     assert brokers.current == alive
     with pytest.raises(NoBroker, match="127.0.0.1"):
-        await Brokers([dead, _via(free_port())]).connect(aio_pika.connect)
+        await Brokers([dead, _via(free_port())]).connect(amqp_connect)
 
 
 async def _publish_to(publisher: Publisher, queue: str, body: bytes) -> None:

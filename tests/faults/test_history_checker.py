@@ -27,7 +27,7 @@ import aio_pika
 import asyncpg
 import httpx
 
-from shared.brokers import Brokers
+from shared.brokers import Brokers, amqp_connect
 from shared.contracts.events import EVENTS_EXCHANGE_NAME
 from shared.topology import COMMANDS_EXCHANGE_NAME
 from tests import settings as test_settings
@@ -64,7 +64,7 @@ class History:
 
 
 async def _connect(url: str) -> aio_pika.abc.AbstractConnection:
-    return await aio_pika.connect(url, timeout=5)  # on a cluster: the first node that answers (shared/brokers.py)
+    return await amqp_connect(url, timeout=5)  # on a cluster: the first node that answers (shared/brokers.py)
 
 
 async def _writer(http: httpx.AsyncClient, client: Client, number: int, history: History, stop: asyncio.Event) -> None:
