@@ -5,9 +5,10 @@ issue #141) and a robust connection only ever reconnects to that one, so the lis
 first, then RABBIT_FAILOVER_HOSTS with the same user, vhost and TLS. Any transport wraps its own
 connect with `Brokers.connect`; after a loss it starts from the address after the one that died.
 A short connection (the topology's, an operator's command) takes the first that answers: `connect_first`.
-Every AMQP connection of ours opens with `amqp_connect`, which closes a connection that failed.
+Every AMQP connection of ours opens with `amqp_connect`, which closes a connection that failed or died.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -72,10 +73,11 @@ class Brokers:
             self._first = (self._first + 1) % len(self.urls)
 
 
-class _ClosedIfItFails(aio_pika.Connection):
-    """aio-pika leaves the Connection of a failed connect open: when the collector takes it later, its
-    __del__ makes a close() coroutine that, with no loop running just then, is never awaited (a
-    RuntimeWarning in whatever runs then; a failover tries dead nodes often). Closed here at once."""
+class _ClosedWhenDead(aio_pika.Connection):
+    """aio-pika leaves a Connection open in its own books when its connect fails or the broker drops
+    it: when the collector takes it later, its __del__ makes a close() coroutine that, with no loop
+    running just then, is never awaited (a RuntimeWarning in whatever runs then; a failover meets
+    dead nodes often). Such a connection is closed here at once."""
 
     async def connect(self, timeout: TimeoutType = None) -> None:  # noqa: ASYNC109 (aio-pika's signature)
         try:
@@ -84,10 +86,17 @@ class _ClosedIfItFails(aio_pika.Connection):
             await self.close()
             raise
 
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        try:
+            await super()._on_connection_close(closing)  # the close callbacks (a failover's, say) first
+        finally:
+            # close() waits for this callback to end, so it runs after it; a no-op when we closed it
+            self._closing = asyncio.get_running_loop().create_task(self.close())
+
 
 async def amqp_connect(url: str, **options: Any) -> AbstractConnection:
     """aio_pika.connect, leaving nothing open when it fails."""
-    connection: AbstractConnection = await aio_pika.connect(url, connection_class=_ClosedIfItFails, **options)  # noqa: TID251
+    connection: AbstractConnection = await aio_pika.connect(url, connection_class=_ClosedWhenDead, **options)  # noqa: TID251
     return connection
 
 

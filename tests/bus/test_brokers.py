@@ -55,6 +55,14 @@ async def test_a_connection_skips_a_dead_broker_and_fails_only_when_none_answers
         await Brokers([dead, _via(free_port())]).connect(amqp_connect)
 
 
+async def test_a_connection_whose_node_dies_is_closed_at_once(vhost: str) -> None:
+    """aio-pika would leave it open in its books, for the collector to close later, outside any loop."""
+    with TcpProxy(RABBIT_PORT) as node:
+        connection = await amqp_connect(_via(node.port))
+        node.cut()
+        await eventually(lambda: asyncio.sleep(0, connection.is_closed), bool, 10)
+
+
 async def _publish_to(publisher: Publisher, queue: str, body: bytes) -> None:
     message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
     await publisher.publish(message, exchange=DEFAULT_EXCHANGE, routing_key=queue, timeout_s=5)
