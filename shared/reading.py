@@ -128,27 +128,27 @@ class PostgresDatabase:
         self._compiled: dict[int, _Compiled] = {}
 
     async def run(self, read: Read[T]) -> T:
-        """The read's result; DatabaseUnavailable when the server cannot be reached, even on a new connection."""
+        """The read's result; DatabaseUnavailable when the server cannot be reached, even on a new connection.
+
+        One coroutine, not one for the retry inside one for the translation: every read of every
+        request passes here, and each layer of coroutines costs it a frame on every resumption."""
         try:
-            return await self._run(read)
+            for attempt in (1, 2):
+                connection = await self._acquire()
+                try:
+                    result = await read(_PostgresConnection(connection, self._compiled))
+                except LOST:
+                    self._drop(connection)
+                    if attempt == 2:
+                        raise
+                    continue
+                except BaseException:
+                    self._drop(connection)  # a failed statement may leave it in any state
+                    raise
+                self._idle.put_nowait(connection)
+                return result
         except UNREACHABLE as error:
             raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
-
-    async def _run(self, read: Read[T]) -> T:
-        for attempt in (1, 2):
-            connection = await self._acquire()
-            try:
-                result = await read(_PostgresConnection(connection, self._compiled))
-            except LOST:
-                self._drop(connection)
-                if attempt == 2:
-                    raise
-                continue
-            except BaseException:
-                self._drop(connection)  # a failed statement may leave it in any state
-                raise
-            self._idle.put_nowait(connection)
-            return result
         raise AssertionError("unreachable")
 
     async def _acquire(self) -> asyncpg.Connection:

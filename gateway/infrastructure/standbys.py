@@ -55,6 +55,8 @@ class Standbys:
 
     def in_turn(self) -> list[Standby]:
         """Every standby, those not left out first (then the lagging, the down last), starting with the next in turn."""
+        if len(self.all) == 1:  # the usual case, on every read: nothing to turn or order
+            return self.all
         self._turn = (self._turn + 1) % len(self.all)
         turn = self.all[self._turn :] + self.all[: self._turn]
         now = asyncio.get_running_loop().time()
