@@ -23,7 +23,7 @@ from gateway.infrastructure.limits import RateLimits
 from gateway.infrastructure.recent_users import RecentUsers
 from gateway.infrastructure.security import Passwords
 from gateway.infrastructure.services import Services
-from gateway.infrastructure.status import StatusProbe
+from gateway.infrastructure.status import LagMonitor, StatusProbe
 from gateway.routes import activity, apidoc, commands, docs, health, imports, items, login, metrics, users
 from shared.logging import configure_logging
 from shared.publishing import Publisher
@@ -79,10 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         same = settings.read_database_url == settings.database_url  # no replica: read the primary
         replicas = [read_database(url, settings) for url in settings.read_database_urls]
         primary = replicas[0] if same else read_database(settings.database_url, settings)
-        reads = Reads(
-            replicas, primary, same=same, wait_s=settings.consistency_wait, max_lag_s=settings.max_replica_lag_s
-        )
-        reads.start()
+        reads = Reads(replicas, primary, same=same, wait_s=settings.consistency_wait)
+        lags = LagMonitor(reads.replica, primary, settings.max_replica_lag_s) if reads.on_standbys else None
+        if lags is not None:
+            lags.start()  # a standby past the bound serves no read without a token
         publisher = Publisher(settings.broker_urls, "opengovfood-gateway", timeout_s=settings.publish_timeout)
         bus = CommandBus(publisher, settings.publish_timeout)
         connecting = asyncio.create_task(_connect(bus, settings))
@@ -94,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             passwords=Passwords(settings.max_hashing),
             users=RecentUsers(settings.auth_cache_s),
             limits=rate_limits,
-            status=StatusProbe(reads.lags, settings.broker_urls, settings.command_partitions),
+            status=StatusProbe(lags, settings.broker_urls, settings.command_partitions),
         )
         try:
             yield
@@ -102,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connecting.cancel()
             await app.state.services.status.close()
             await publisher.close()
+            if lags is not None:
+                await lags.stop()
             await reads.close()
 
     app = FastAPI(title="OpenGov-Food", lifespan=lifespan, telemetry=http_telemetry())  # HTTP spans

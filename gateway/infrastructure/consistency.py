@@ -15,7 +15,6 @@ from typing import TypeVar
 from gateway.http.problems import Problem
 from gateway.http.request import current_reads, note_served_by
 from gateway.infrastructure import repository
-from gateway.infrastructure.lag import LagMonitor
 from gateway.infrastructure.standbys import Standby, Standbys
 from shared.reading import DatabaseUnavailable, PostgresDatabase, Read, ReadDatabase
 
@@ -130,8 +129,8 @@ class PrimaryPosition:
 
 class Reads:
     """Where reads go: a standby (gateway/infrastructure/standbys.py; without a token, one within
-    MAX_REPLICA_LAG_S if there is one: gateway/infrastructure/lag.py), or the primary (read-only) when
-    no standby shows a token in time.
+    MAX_REPLICA_LAG_S if there is one, as the lag monitor of gateway/infrastructure/status.py marks
+    them; gateway/app.py starts it), or the primary (read-only) when no standby shows a token in time.
 
     A read is a function of a ReadConnection (shared/reading.py): a connection found dead is
     replaced and the read run again, once.
@@ -144,7 +143,6 @@ class Reads:
         *,
         same: bool,
         wait_s: float,
-        max_lag_s: float,
     ) -> None:
         replicas = list(replica) if isinstance(replica, Sequence) else [replica]
         self.replica = Standbys(replicas)  # itself a ReadDatabase: reads without a token, health checks
@@ -153,18 +151,15 @@ class Reads:
         self._marks = {one: ReplicaWatermark(one.database) for one in self.replica.all} if standby else {}
         self.watermark = self._marks[self.replica.all[0]] if standby else None  # the first standby's
         self.primary_position = PrimaryPosition(primary) if standby else None
-        self.lags = LagMonitor(self.replica, primary, max_lag_s) if standby else None  # started by start()
         self.wait_s = wait_s
         self._fallbacks = asyncio.Semaphore(FALLBACK_SLOTS)
 
-    def start(self) -> None:
-        """Start measuring the standbys' lag (a standby past the bound serves no read without a token)."""
-        if self.lags is not None:
-            self.lags.start()
+    @property
+    def on_standbys(self) -> bool:
+        """Whether reads go to standbys of a primary (whose lag is worth measuring), not to the primary itself."""
+        return self.primary_position is not None
 
     async def close(self) -> None:
-        if self.lags is not None:
-            await self.lags.stop()
         await self.replica.close()
         if all(self.primary is not standby.database for standby in self.replica.all):
             await self.primary.close()

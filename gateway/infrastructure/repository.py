@@ -165,7 +165,7 @@ async def replayed_position(conn: ReadConnection) -> str:
     return str(await conn.scalar(SEEN))
 
 
-# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/lag.py): PostgreSQL only.
+# Where the WAL stands (gateway/infrastructure/consistency.py, gateway/infrastructure/status.py): PostgreSQL only.
 REPLAYED = text("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
 WRITTEN = text("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
 # A standby's replay position (NULL: it replays nothing) and whether its replay is paused (asked only in

@@ -4,7 +4,7 @@ asyncpg's multi-host DSN only fails over to the first host that accepts, so each
 of its own (shared/reading.py) and its own watermark: a consistency token is judged against the
 standby that will answer the read, never against another one's replay position. A standby that
 fails a read is left out for DOWN_S, then tried again; one that lags past MAX_REPLICA_LAG_S
-(gateway/infrastructure/lag.py) is left out while another is within it. Those left out come last:
+(gateway/infrastructure/status.py) is left out while another is within it. Those left out come last:
 while every standby is out, all are tried, in turn.
 """
 
@@ -29,7 +29,7 @@ class Standby:
         self.database = database
         self.name = name
         self.down_until = -math.inf
-        self.lagging_until = -math.inf  # set by the lag monitor (gateway/infrastructure/lag.py)
+        self.lagging_until = -math.inf  # set by the lag monitor (gateway/infrastructure/status.py)
 
     def left_out(self, now: float) -> tuple[bool, bool]:
         """Why reads would pass it by now: (down, lagging); in_turn puts the least left out first."""

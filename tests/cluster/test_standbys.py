@@ -16,7 +16,7 @@ from sqlalchemy import Integer, text
 
 from gateway.http.request import parse_token
 from gateway.infrastructure.consistency import Reads
-from gateway.infrastructure.status import StatusProbe
+from gateway.infrastructure.status import LagMonitor, StatusProbe
 from shared.reading import ReadConnection, ReadDatabase, read_database
 from shared.settings import get_settings
 from tests import settings as test_settings
@@ -44,19 +44,25 @@ def replica2(action: str) -> None:
     subprocess.run(command[:-2] if action == "start" else command, check=True, capture_output=True, timeout=120)
 
 
-def _reads(*urls: str) -> Reads:
-    """Reads over these standbys as the gateway makes them, measuring their lag (bound LAG_BOUND_S)."""
-    settings = get_settings()
-    standbys: list[ReadDatabase] = [read_database(url, settings) for url in urls]
-    primary = read_database(test_settings.PRIMARY_URL, settings)
-    reads = Reads(standbys, primary, same=False, wait_s=0.5, max_lag_s=LAG_BOUND_S)
-    reads.start()
-    return reads
+class _Reads(Reads):
+    """Reads over these standbys as the gateway's lifespan sets them up, with the lag monitor (bound LAG_BOUND_S)."""
+
+    def __init__(self, *urls: str) -> None:
+        settings = get_settings()
+        standbys: list[ReadDatabase] = [read_database(url, settings) for url in urls]
+        primary = read_database(test_settings.PRIMARY_URL, settings)
+        super().__init__(standbys, primary, same=False, wait_s=0.5)
+        self.lags = LagMonitor(self.replica, primary, LAG_BOUND_S)
+        self.lags.start()
+
+    async def close(self) -> None:
+        await self.lags.stop()
+        await super().close()
 
 
 @pytest.fixture
 async def reads(database: str) -> AsyncIterator[Reads]:
-    both = _reads(test_settings.REPLICA_URL, test_settings.REPLICA2_URL)
+    both = _Reads(test_settings.REPLICA_URL, test_settings.REPLICA2_URL)
     yield both
     await both.close()
 
@@ -103,7 +109,7 @@ async def test_a_standby_lagging_past_the_bound_serves_no_read_without_a_token(
     reads without a token never see it stale; /health/status shows each standby; on resume it serves
     again. Two pools both on the paused standby stand for "every standby lags": they still answer."""
     email = f"lag-{uuid.uuid4().hex}@example.com"
-    lagging_only = _reads(test_settings.REPLICA2_URL, test_settings.REPLICA2_URL)
+    lagging_only = _Reads(test_settings.REPLICA2_URL, test_settings.REPLICA2_URL)
     paused = await asyncpg.connect(REPLICA2_DSN)
     try:
         await paused.execute("SELECT pg_wal_replay_pause()")
@@ -118,7 +124,6 @@ async def test_a_standby_lagging_past_the_bound_serves_no_read_without_a_token(
         await eventually(tokenless_reads, lambda answers: set(answers) == {(test_settings.REPLICA_PORT, 1)}, 10)
         left_out_after = time.monotonic() - written
         assert await tokenless_reads() == {(test_settings.REPLICA_PORT, 1): 20}  # never stale again
-        assert lagging_only.lags is not None
         await eventually(lagging_only.lags.fresh, lambda found: all(one.lags_past(LAG_BOUND_S) for one in found), 10)
         still = Counter([await lagging_only.run(None, lambda conn: _found(conn, email)) for _ in range(4)])
         assert still == {(test_settings.REPLICA2_PORT, 0): 4}  # every standby lags: reads still go to them

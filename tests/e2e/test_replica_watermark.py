@@ -33,7 +33,7 @@ async def test_a_promoted_standby_shows_no_token(
     """Once the replica's address answers from a server that is no standby (promoted: its replay
     position is NULL), tokens go to the primary; before, NULL counted as 2^63 replayed, for ever."""
     replica, primary_database = databases
-    reads = Reads(replica, primary_database, same=False, wait_s=0.5, max_lag_s=5.0)
+    reads = Reads(replica, primary_database, same=False, wait_s=0.5)
     assert reads.watermark is not None
     token = await _written(primary)
     assert await reads.watermark.reached(token, 5.0)  # the standby replays it
