@@ -29,65 +29,26 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 
-from bench.run import HASH, create_users, readable_items  # noqa: E402
+from bench.checkouts import CheckoutGateway, CheckoutWorker  # noqa: E402
 from gateway.infrastructure.security import create_access_token  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from tests.support.database import reset_database  # noqa: E402
-from tests.support.processes import Gateway, Worker, ensure_database_roles  # noqa: E402
 from tests.support.rabbit import reset_vhost  # noqa: E402
 
 WARM_UP = 200  # requests of each kind before counting: caches filled, lazy imports done
+KINDS = {"POST": "POST /items", "GET one": "GET /items/{id}", "GET page": "GET /items?limit=20"}
 
 
-_CHECKOUT_ENV = """
-import json
-from tests import settings
-print(json.dumps({"gateway": {**settings.ENV, "DATABASE_URL": settings.GATEWAY_DATABASE_URL,
-                              "READ_DATABASE_URL": settings.GATEWAY_READ_DATABASE_URL},
-                  "worker": {**settings.ENV, "DATABASE_URL": settings.WORKER_DATABASE_URL}}))
-"""
-
-
-def checkout_env(checkout: Path, service: str) -> dict[str, str]:
-    """The environment of `service` as `checkout`'s own tests set it (its settings may differ from ours)."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    found = subprocess.run(
-        [sys.executable, "-c", _CHECKOUT_ENV], cwd=checkout, env=env, capture_output=True, check=True
-    )
-    return dict(json.loads(found.stdout)[service]) | {"PYTHONPATH": str(checkout)}
-
-
-class CheckoutWorker(Worker):
-    """`checkout`'s own worker: the topology it declares is the one its gateway expects."""
-
-    def __init__(self, checkout: Path) -> None:
-        env = checkout_env(checkout, "worker")
-        super().__init__(env, name="worker-instructions")
-        self.env = {**os.environ, **env}
-        self.checkout = checkout
-
-    def spawn(self) -> None:
-        ensure_database_roles()
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command(), cwd=self.checkout, env=self.env, stdout=log, stderr=log)
-
-
-class CountedGateway(Gateway):
+class CountedGateway(CheckoutGateway):
     """One gateway process of `checkout` under callgrind, counting only while switched on."""
 
     def __init__(self, checkout: Path, out: Path) -> None:
-        env = checkout_env(checkout, "gateway") | {"GATEWAY_WORKERS": "1"}
-        super().__init__(env, name="gateway-instructions")
-        self.env = {**os.environ, **env}  # only the checkout's settings, none of ours
-        self.checkout, self.out = checkout, out
+        super().__init__(checkout, {"GATEWAY_WORKERS": "1"}, name="gateway-instructions")
+        self.out = out
 
     def command(self) -> list[str]:
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={self.out}"]
         return valgrind + super().command()
-
-    def spawn(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.command(), cwd=self.checkout, env=self.env, stdout=log, stderr=log)
 
     def control(self, *options: str) -> None:
         assert self.process is not None
@@ -149,6 +110,8 @@ async def main() -> None:
     parser.add_argument("--kinds", default="POST,GET one,GET page")
     args = parser.parse_args()
     kinds = args.kinds.split(",")
+    from bench.run import HASH, create_users, readable_items  # bench.run imports this module
+
     await reset_database()
     owner = (await create_users(1))[0]
     ids = await readable_items(owner)

@@ -26,7 +26,8 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench import baselines, cluster, event_log  # noqa: E402
+from bench import baselines, cluster, event_log, gateway_instructions  # noqa: E402
+from bench.checkouts import CheckoutGateway  # noqa: E402
 from bench.cpu import Meter, per_unit  # noqa: E402
 from bench.load import load  # noqa: E402
 from bench.report import Table  # noqa: E402
@@ -365,17 +366,18 @@ class BenchWorker(Worker):
         return self.process.pid
 
 
-PARTS = ("writes", "bus", "imports", "reads", "log")
+PARTS = ("writes", "bus", "imports", "reads", "log", "instructions")
 CLUSTER = "cluster"  # HTTP writes on the local 3-node cluster too (make cluster first): asked for with --only
 
 
-async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
+async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS, gateway_from: Path | None = None) -> Table:
     table = Table()
     await reset_database()
     await reset_vhost()
-    users = await create_users(456)
+    users = await create_users(457)
     raw = await raw_baselines(table, sizes, users[0]) if {"writes", "bus"} & set(parts) else {"pipeline": 0.0}
-    worker, gateway = BenchWorker(), Gateway(GATEWAY_ENV)
+    worker = BenchWorker()
+    gateway = CheckoutGateway(gateway_from, GATEWAY_ENV) if gateway_from else Gateway(GATEWAY_ENV)
     worker.start()
     try:
         gateway.start()
@@ -399,9 +401,23 @@ async def main(sizes: Sizes, parts: tuple[str, ...] = PARTS) -> Table:
     finally:
         gateway.stop()
         worker.stop()
+    if "instructions" in parts:
+        await instructions(table, gateway_from or ROOT, users[456])
     if CLUSTER in parts:
         await writes_on_the_cluster(table, sizes, users[392:456], raw["pipeline"])
     return table
+
+
+async def instructions(table: Table, checkout: Path, owner: int) -> None:
+    """Instructions the gateway of `checkout` executes per request, one request at a time (callgrind,
+    bench/gateway_instructions.py): CPU time per request moves by ±10 % and more between runs on this
+    machine, instructions by well under 1 %, so an A/B of the gateway shows a change of a few percent."""
+    ids = await readable_items(owner)
+    token = create_access_token(owner, HASH, get_settings())
+    kinds = gateway_instructions.KINDS
+    counted = await gateway_instructions.count(checkout, list(kinds), 300, token, ids)
+    for kind, per_request in counted.items():
+        table.add(f"gateway instructions per {kinds[kind]} (callgrind)", per_request / 1000, "k instr")
 
 
 async def writes_on_the_cluster(table: Table, sizes: Sizes, owners: list[int], pipeline: float) -> None:
@@ -423,10 +439,12 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller loads (about a minute)")
     parser.add_argument("--only", nargs="+", choices=(*PARTS, CLUSTER), default=PARTS, help="measure only these parts")
+    parser.add_argument("--gateway-from", type=Path, help="the gateway of this checkout instead (bench/checkouts.py)")
     args = parser.parse_args()
     subprocess.run([str(ROOT / "scripts" / "services.sh")], check=True, capture_output=True)
     started = time.perf_counter()
-    table = uvloop.run(main(QUICK if args.quick else FULL, tuple(args.only)))  # the worker's loop too
+    sizes = QUICK if args.quick else FULL
+    table = uvloop.run(main(sizes, tuple(args.only), args.gateway_from))  # the worker's loop too
     print(table.render())
     print(f"  ({time.perf_counter() - started:.0f} s; database {test_settings.DATABASE}, vhost {test_settings.VHOST}; "
           f"logs in .test-logs/{test_settings.DATABASE}/)")  # fmt: skip

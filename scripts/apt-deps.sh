@@ -18,6 +18,7 @@ NEEDS=(
   "curl|command -v curl|the README's Quickstart and scripts/services.sh"
   "docker-compose|command -v docker-compose|tests/test_compose.py checks docker-compose.yml with it"
   "wrk|command -v wrk|the load generator of make bench"
+  "valgrind|command -v callgrind_control|instructions per request in make bench (callgrind)"
 )
 
 missing=()
